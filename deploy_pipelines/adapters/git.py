@@ -1,0 +1,90 @@
+"""Git: resolve release tags to commits and export the tree at a tag (the git CLI, any URL or path)."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+import io
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+
+class GitError(RuntimeError):
+    pass
+
+
+class GitSource(ConfigurableResource, ABC):
+    """Where a service's source and release tags come from."""
+
+    @abstractmethod
+    def tags(self) -> dict[str, str]:
+        """Every tag name -> the commit it points at (peeled)."""
+
+    @abstractmethod
+    def resolve(self, ref: str) -> str:
+        """The full commit sha a tag or branch names; GitError if it does not exist."""
+
+    @abstractmethod
+    def export(self, ref: str, dest: Path) -> Path:
+        """Write the tree at ref into dest (created); returns dest."""
+
+    @abstractmethod
+    def branch_head(self, branch: str) -> str | None:
+        """The commit a branch points at, or None."""
+
+
+class LocalGit(GitSource):
+    """A git repository reachable by the git CLI (a path, file://, ssh or https URL)."""
+
+    repo: str
+
+    def _git(self, *args: str, binary: bool = False) -> bytes | str:
+        proc = subprocess.run(["git", *args], capture_output=True, timeout=120)
+        if proc.returncode != 0:
+            raise GitError(f"git {' '.join(args[:2])} on {self.repo} failed: "
+                           f"{proc.stderr.decode(errors='replace').strip()}")
+        return proc.stdout if binary else proc.stdout.decode()
+
+    def tags(self) -> dict[str, str]:
+        out = self._git("ls-remote", "--tags", self.repo)
+        result: dict[str, str] = {}
+        for line in str(out).splitlines():
+            sha, ref = line.split("\t", 1)
+            name = ref.removeprefix("refs/tags/")
+            if name.endswith("^{}"):
+                result[name[:-3]] = sha          # peeled annotated tag wins
+            else:
+                result.setdefault(name, sha)
+        return result
+
+    def resolve(self, ref: str) -> str:
+        tags = self.tags()
+        if ref in tags:
+            return tags[ref]
+        head = self.branch_head(ref)
+        if head:
+            return head
+        if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
+            return ref
+        raise GitError(f"{self.repo} has no tag or branch named {ref!r}")
+
+    def branch_head(self, branch: str) -> str | None:
+        out = str(self._git("ls-remote", "--heads", self.repo, branch))
+        for line in out.splitlines():
+            sha, ref = line.split("\t", 1)
+            if ref == f"refs/heads/{branch}":
+                return sha
+        return None
+
+    def export(self, ref: str, dest: Path) -> Path:
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if Path(self.repo).exists():
+            data = self._git("-C", self.repo, "archive", "--format=tar", ref, binary=True)
+        else:
+            data = self._git("archive", "--remote", self.repo, "--format=tar", ref, binary=True)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # type: ignore[arg-type]
+            tar.extractall(dest, filter="data")
+        return dest

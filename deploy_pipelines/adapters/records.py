@@ -1,0 +1,69 @@
+"""Plain records that adapters return and ops pass between steps (picklable, no secrets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image pushed to a registry, addressed by its immutable digest."""
+
+    repository: str          # e.g. 127.0.0.1:5000/demo/app
+    tag: str                 # the version, e.g. v1.1.0
+    digest: str              # sha256:...
+    commit: str = ""
+
+    @property
+    def ref(self) -> str:
+        """The immutable reference a deploy uses: repository@digest."""
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    uri: str                 # file:///... or s3://bucket/key
+    key: str                 # storage-relative key
+    sha256: str
+    size: int
+    created_at: str          # ISO 8601 UTC
+    service: str = ""
+    environment: str = ""
+    version: str = ""
+    engine: str = ""
+    pinned_by: tuple[str, ...] = ()   # run ids / release names that forbid pruning
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file pair from the service tree at the release tag."""
+
+    version: str             # the sortable prefix, e.g. "0002"
+    name: str                # file stem, e.g. "0002_add_sku"
+    up_sql: str
+    down_sql: str | None = None
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What runs on a target, as read from the platform's own labels."""
+
+    service: str
+    environment: str
+    version: str
+    digest: str
+    image: str               # repository@digest
+    run_id: str = ""
+    previous_version: str = ""
+    previous_image: str = ""
+
+
+@dataclass
+class DeployResult:
+    new: Release
+    previous: Release | None
+    strategy: str
+    endpoints: list[str] = field(default_factory=list)   # direct URLs of the new version's instances
+    public_url: str = ""
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,73 @@
+"""The adapters one service x environment uses, built from the catalog. Anything machine-specific
+or secret is a Dagster EnvVar: the run config and the UI show the variable's name, never its value."""
+
+from __future__ import annotations
+
+from dagster import EnvVar
+
+from deploy_pipelines.adapters.backup_storage import LocalBackupStorage, S3BackupStorage
+from deploy_pipelines.adapters.buildah import BuildahBuilder
+from deploy_pipelines.adapters.database import NoDatabase
+from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
+from deploy_pipelines.adapters.git import LocalGit
+from deploy_pipelines.adapters.metrics import PrometheusMetrics
+from deploy_pipelines.adapters.mysql import MySQLDatabase
+from deploy_pipelines.adapters.notifier import NullNotifier, SlackWebhook
+from deploy_pipelines.adapters.postgres import PostgresDatabase
+from deploy_pipelines.catalog.models import Catalog, EnvRef
+from deploy_pipelines.steps.common import DeployTarget
+
+
+def setting(value):
+    """A catalog setting as a resource field: {env: NAME} -> EnvVar(NAME), literals as they are."""
+    if isinstance(value, EnvRef):
+        return EnvVar(value.env)
+    return value
+
+
+def backup_storage_for(uri) -> LocalBackupStorage | S3BackupStorage:
+    if isinstance(uri, str) and uri.startswith("s3://"):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        return S3BackupStorage(bucket=bucket, prefix=prefix)
+    return LocalBackupStorage(root=setting(uri))
+
+
+def database_for(catalog: Catalog, service: str):
+    db = catalog.services[service].database
+    if db is None:
+        return NoDatabase()
+    cls = PostgresDatabase if db.engine == "postgres" else MySQLDatabase
+    return cls(url=EnvVar(db.url.env))
+
+
+def notifier_for(catalog: Catalog):
+    slack = catalog.notify.slack
+    if slack is None:
+        return NullNotifier()
+    return SlackWebhook(webhook_url=EnvVar(slack.webhook.env), info_channel=slack.info,
+                        failure_channel=slack.failure)
+
+
+def resources_for(catalog: Catalog, catalog_path: str, service: str, environment: str) -> dict:
+    svc = catalog.services[service]
+    env = catalog.environments[environment]
+    target = svc.targets[environment]
+    resources: dict = {
+        "target": DeployTarget(catalog_path=catalog_path, service=service, environment=environment),
+        "git": LocalGit(repo=setting(svc.repo)),
+        "builder": BuildahBuilder(),
+        "database": database_for(catalog, service),
+        "notifier": notifier_for(catalog),
+        "metrics": PrometheusMetrics(url=setting(env.prometheus) if env.prometheus else "http://127.0.0.1:9"),
+    }
+    storage = (svc.database.backup.storage if svc.database else None) or env.backup_root
+    resources["backup_storage"] = backup_storage_for(storage) if storage else LocalBackupStorage(root="/nonexistent")
+    if target.platform == "docker":
+        d = env.docker
+        resources["platform"] = DockerNginxPlatform(
+            docker_host=setting(d.host), nginx_prefix=setting(d.nginx_prefix),
+            prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)
+    else:
+        raise NotImplementedError(f"platform {target.platform} (service {service}, environment {environment}) "
+                                  "has no adapter yet")
+    return resources

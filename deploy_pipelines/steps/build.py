@@ -1,0 +1,54 @@
+"""build: build the service at the release commit and push it; the deploy uses the digest."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from dagster import Failure, MetadataValue, Out, Output, op
+
+from deploy_pipelines.adapters.git import GitSource
+from deploy_pipelines.adapters.images import ImageBuilder, ImageBuildError
+from deploy_pipelines.adapters.records import BuiltImage
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, resolve_setting
+
+
+def image_repository(target: DeployTarget) -> str:
+    svc = target.spec
+    registry = resolve_setting(svc.image.registry or target.env.registry,
+                               f"services.{target.service}.image.registry")
+    return f"{registry}/{svc.image.repository}"
+
+
+@op(out=Out(BuiltImage), tags={"deploy/step": "build"})
+def build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, builder: ImageBuilder) -> Output:
+    """Build at the tag and push (or, for external images, verify the tag exists)."""
+    svc = target.spec
+    repository = image_repository(target)
+    existing = builder.find(repository, release.version)
+    if svc.image.external:
+        if existing is None:
+            raise Failure(f"{target.where}: image {repository}:{release.version} does not exist "
+                          "(image.external: the image is built elsewhere; push it first)")
+        image = BuiltImage(repository, release.version, existing, release.commit)
+        context.log.info(f"using the externally built {repository}:{release.version} = {existing}")
+    else:
+        args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
+                for k, v in svc.image.build_args.items()}
+        labels = {"org.opencontainers.image.version": release.version,
+                  "org.opencontainers.image.revision": release.commit,
+                  "org.opencontainers.image.title": target.service}
+        with tempfile.TemporaryDirectory(prefix="deploy-build-") as tmp:
+            tree = git.export(release.version, Path(tmp) / "src")
+            try:
+                image = builder.build_and_push(tree / svc.image.context, svc.image.file, repository,
+                                               release.version, args, labels, log=context.log.info)
+            except ImageBuildError as exc:
+                raise Failure(f"{target.where}: build of {release.version} failed: {exc}") from None
+        context.log.info(f"pushed {repository}:{release.version} as {image.digest}")
+    return Output(image, metadata={
+        "image": image.ref,
+        "digest": image.digest,
+        "registry_url": MetadataValue.url(f"http://{repository.split('/', 1)[0]}/v2/"
+                                          f"{repository.split('/', 1)[1]}/manifests/{image.digest}"),
+    })

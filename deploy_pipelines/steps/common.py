@@ -1,0 +1,151 @@
+"""What every release step shares: the target resource, the release record that flows between
+ops, run tags, and the deploy history read back from Dagster's asset events."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import semver
+from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Failure, RunsFilter
+from pydantic import Field, PrivateAttr
+
+from deploy_pipelines.catalog import Catalog, EnvRef, load_catalog
+from deploy_pipelines.catalog.models import Environment, Service, Target
+
+TARGET_TAG = "deploy/target"
+VERSION_TAG = "deploy/version"
+COMMIT_TAG = "deploy/commit"
+KIND_TAG = "deploy/kind"
+
+
+def target_key(service: str, environment: str) -> str:
+    return f"{service}:{environment}"
+
+
+def history_key(service: str, environment: str) -> AssetKey:
+    """Asset events deploy/<env>/<service>: the release history the UI plots and lists."""
+    return AssetKey(["deploy", environment, service])
+
+
+def parse_version(tag: str, service: Service | None = None) -> semver.Version:
+    """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
+    import re
+
+    pattern = service.tag_pattern if service else r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+    m = re.match(pattern, tag)
+    if not m:
+        raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")
+    text = m.groupdict().get("version") or tag.lstrip("v")
+    return semver.Version.parse(text)
+
+
+def resolve_setting(value: str | EnvRef | None, what: str) -> str | None:
+    """A catalog setting at run time: literal, or the named environment variable."""
+    if value is None or isinstance(value, str):
+        return value
+    got = os.environ.get(value.env)
+    if got is None:
+        raise Failure(f"{what}: environment variable {value.env} is not set")
+    return got
+
+
+class DeployTarget(ConfigurableResource):
+    """One service in one environment, as the catalog describes it (read at run time)."""
+
+    catalog_path: str
+    service: str
+    environment: str
+
+    _catalog: Catalog | None = PrivateAttr(default=None)
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = load_catalog(self.catalog_path)
+        return self._catalog
+
+    @property
+    def spec(self) -> Service:
+        return self.catalog.services[self.service]
+
+    @property
+    def target(self) -> Target:
+        return self.spec.targets[self.environment]
+
+    @property
+    def env(self) -> Environment:
+        return self.catalog.environments[self.environment]
+
+    @property
+    def key(self) -> str:
+        return target_key(self.service, self.environment)
+
+    @property
+    def where(self) -> str:
+        return f"service {self.service}, environment {self.environment}"
+
+
+class ReleaseConfig(Config):
+    """What a person (or a sensor) chooses when launching a release."""
+
+    version: str = Field(description="The git tag to release, e.g. v1.2.0")
+    skip_scan: bool = Field(False, description="Emergency only: record and skip the scan gate")
+
+
+@dataclass(frozen=True)
+class ReleaseInput:
+    service: str
+    environment: str
+    version: str
+    commit: str
+    run_id: str
+    new_migrations: tuple[str, ...] = ()
+
+
+@dataclass
+class VerifyOutcome:
+    ok: bool
+    checks: list[dict] = field(default_factory=list)   # name, result, detail
+    reason: str = ""
+
+
+def ensure_exclusive(context, key: str) -> None:
+    """Refuse to run beside another release/rollback of the same target. The run queue enforces
+    this for queued runs (dagster.yaml tag limits); this covers runs launched without the queue."""
+    others = context.instance.get_run_records(
+        RunsFilter(tags={TARGET_TAG: key}, statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]),
+        limit=5,
+    )
+    busy = [r.dagster_run.run_id for r in others if r.dagster_run.run_id != context.run_id]
+    if busy:
+        raise Failure(f"another release or rollback of {key} is in progress (run {busy[0]}): "
+                      "releases of one service to one environment never overlap; retry when it ends")
+
+
+def last_release(instance, service: str, environment: str, outcome: str | None = "promoted"):
+    """Newest asset event for deploy/<env>/<service> (optionally with a given outcome) as a dict."""
+    result = instance.fetch_materializations(history_key(service, environment), limit=50)
+    for record in result.records:
+        mat = record.asset_materialization
+        if mat is None:
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        if outcome is None or meta.get("outcome") == outcome:
+            meta["run_id"] = record.run_id
+            return meta
+    return None
+
+
+def passed_in(instance, service: str, environment: str, version: str) -> bool:
+    """Has this version been promoted in that environment (ever)?"""
+    result = instance.fetch_materializations(history_key(service, environment), limit=200)
+    for record in result.records:
+        mat = record.asset_materialization
+        if mat is None:
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        if meta.get("version") == version and meta.get("outcome") == "promoted":
+            return True
+    return False

@@ -1,0 +1,63 @@
+"""promote: all traffic on the new version, previous kept warm as the rollback target, the
+release recorded as an asset event deploy/<env>/<service>. Safe to re-execute."""
+
+from __future__ import annotations
+
+from dagster import AssetMaterialization, MetadataValue, Out, Output, op
+
+from deploy_pipelines.adapters.backup_storage import BackupStorage
+from deploy_pipelines.adapters.platform import Platform
+from deploy_pipelines.adapters.records import BackupRecord, BuiltImage, DeployResult
+from deploy_pipelines.catalog.models import BlueGreen
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, history_key, last_release
+
+
+def release_summary(release: ReleaseInput, image: BuiltImage, previous: str, backup: BackupRecord | None,
+                    migrations: list, strategy: str) -> str:
+    lines = [f"### {release.service} {release.version} → {release.environment}", "",
+             "| | |", "|---|---|",
+             f"| commit | `{release.commit[:12]}` |",
+             f"| image | `{image.ref}` |",
+             f"| strategy | {strategy} |",
+             f"| previous | {previous} |",
+             f"| migrations | {', '.join(migrations) or 'none'} |",
+             f"| backup | {backup.uri + ' (sha256 ' + backup.sha256[:12] + ')' if backup else 'none'} |"]
+    return "\n".join(lines)
+
+
+def unpin_superseded(storage: BackupStorage, service: str, environment: str, keep: set[str], log) -> None:
+    """Backups pinned by releases that are neither current nor previous may be pruned again."""
+    for record in storage.list(f"{service}/{environment}/"):
+        for by in record.pinned_by:
+            if by not in keep:
+                storage.unpin(record.key, by)
+                log(f"backup {record.key} no longer pinned by superseded release {by}")
+
+
+@op(out=Out(dict), tags={"deploy/step": "promote"})
+def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployResult, checks: VerifyOutcome,
+            backup: BackupRecord | None, migrations: list, target: DeployTarget, platform: Platform,
+            backup_storage: BackupStorage) -> Output:
+    """Make the new version stable and record the release."""
+    strategy = target.target.strategy
+    keep = strategy.keep_previous if isinstance(strategy, BlueGreen) else 0
+    current = platform.promote(target.service, target.environment, context.log.info, keep_previous_seconds=keep)
+    previous = deployed.previous.version if deployed.previous else ""
+    before = last_release(context.instance, target.service, target.environment)
+    if target.spec.database is not None:
+        keep_ids = {release.run_id} | ({before["release_id"]} if before and before.get("release_id") else set())
+        unpin_superseded(backup_storage, target.service, target.environment, keep_ids, context.log.info)
+    meta = {
+        "outcome": "promoted", "version": release.version, "commit": release.commit, "image": image.ref,
+        "digest": image.digest, "previous_version": previous,
+        "previous_image": deployed.previous.image if deployed.previous else "",
+        "release_id": release.run_id, "strategy": strategy.kind,
+        "backup_key": backup.key if backup else "", "migrations": ",".join(migrations),
+        "summary": MetadataValue.md(release_summary(release, image, previous or "none", backup, migrations,
+                                                   strategy.kind)),
+    }
+    context.log_event(AssetMaterialization(history_key(target.service, target.environment), metadata=meta,
+                                           description=f"{release.version} promoted"))
+    context.log.info(f"{target.service} {release.version} is stable in {target.environment}"
+                     f"{'; previous ' + previous + ' kept as the rollback target' if previous else ''}")
+    return Output({"version": current.version, "image": current.image}, metadata={"version": current.version})

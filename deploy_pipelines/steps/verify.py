@@ -1,0 +1,131 @@
+"""verify: decide whether the new version may serve users. Health with retries and smoke
+requests straight at the new instances, then the metric rules; for canary, walk the steps
+(weight, pause, analysis). Any failure aborts: traffic back to stable at once, the new version
+removed, the reason recorded and people told."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from dagster import AssetObservation, Failure, MetadataValue, Out, Output, TableColumn, TableRecord, TableSchema, op
+
+from deploy_pipelines.adapters.metrics import MetricsSource
+from deploy_pipelines.adapters.notifier import Notifier
+from deploy_pipelines.adapters.platform import Platform
+from deploy_pipelines.adapters.records import DeployResult
+from deploy_pipelines.analysis import run_analysis
+from deploy_pipelines.catalog.models import Canary, HealthCheck, SmokeCheck
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, history_key
+
+
+class VerifyFailed(Exception):
+    def __init__(self, check: str, reason: str):
+        super().__init__(reason)
+        self.check = check
+
+
+def check_health(urls: list[str], health: HealthCheck, log) -> dict:
+    """Every instance answers 200 on the health path within the timeout (retrying every interval)."""
+    for base in urls:
+        deadline = time.monotonic() + health.timeout
+        attempt, last = 0, ""
+        while True:
+            attempt += 1
+            try:
+                r = httpx.get(base + health.path, timeout=min(5.0, health.timeout))
+                if r.status_code == 200:
+                    log(f"health {base}{health.path}: 200 after {attempt} attempt(s)")
+                    break
+                last = f"HTTP {r.status_code} {r.text[:120]}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            if time.monotonic() + health.interval > deadline:
+                raise VerifyFailed("health", f"health {base}{health.path} not 200 within "
+                                             f"{health.timeout:.0f}s ({attempt} attempts; last: {last})")
+            time.sleep(health.interval)
+    return {"check": "health", "result": "ok", "detail": f"{len(urls)} instance(s) healthy"}
+
+
+def check_smoke(urls: list[str], smoke: list[SmokeCheck], log) -> list[dict]:
+    results = []
+    for s in smoke:
+        for base in urls:
+            try:
+                r = httpx.request(s.method, base + s.path, timeout=10)
+                ok = r.status_code == s.expect and (s.contains is None or s.contains in r.text)
+                got = f"HTTP {r.status_code}"
+            except httpx.HTTPError as exc:
+                ok, got = False, type(exc).__name__
+            log(f"smoke {s.method} {base}{s.path}: {got} (expect {s.expect}): {'ok' if ok else 'FAILED'}")
+            if not ok:
+                raise VerifyFailed("smoke", f"smoke {s.method} {s.path} on {base}: {got}, expected {s.expect}")
+        results.append({"check": f"smoke {s.path}", "result": "ok", "detail": f"{len(urls)} instance(s)"})
+    return results
+
+
+def analyse(target: DeployTarget, release: ReleaseInput, metrics: MetricsSource, log, prefix: str,
+            since: float) -> dict:
+    verify = target.spec.verify
+    labels = {"service": target.service, "environment": target.environment, "version": release.version}
+    result = run_analysis(verify.rules, metrics, labels, verify.analysis, log, prefix=prefix, since=since)
+    if not result.ok:
+        raise VerifyFailed(result.failed.rule if result.failed else "analysis", result.reason)
+    return {"check": f"{prefix}analysis".strip(), "result": "ok", "detail": result.reason}
+
+
+def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, platform: Platform,
+         metrics: MetricsSource, log) -> list[dict]:
+    verify = target.spec.verify
+    strategy = target.target.strategy
+    checks = [check_health(deployed.endpoints, verify.health, log)]
+    checks += check_smoke(deployed.endpoints, verify.smoke, log)
+    since = time.time()
+    if isinstance(strategy, Canary):
+        for i, step in enumerate(strategy.steps, 1):
+            prefix = f"canary step {i}/{len(strategy.steps)}"
+            if step.weight is not None:
+                platform.set_weight(target.service, target.environment, step.weight, log)
+                prefix = f"canary {step.weight}%: "
+                log(f"{prefix}traffic set")
+            if step.pause:
+                log(f"{prefix}pause {step.pause:.0f}s")
+                time.sleep(step.pause)
+            if step.analysis and verify.rules:
+                checks.append(analyse(target, release, metrics, log, prefix, since))
+    elif target.target.strategy.kind == "blue_green":
+        log("green verified directly; switching user traffic to green")
+        platform.set_weight(target.service, target.environment, 100, log)
+        if verify.rules:
+            checks.append(analyse(target, release, metrics, log, "blue-green: ", since))
+    elif verify.rules:
+        checks.append(analyse(target, release, metrics, log, "rolling: ", since))
+    return checks
+
+
+@op(out=Out(VerifyOutcome), tags={"deploy/step": "verify"})
+def verify(context, release: ReleaseInput, deployed: DeployResult, target: DeployTarget, platform: Platform,
+           metrics: MetricsSource, notifier: Notifier) -> Output:
+    """Health, smoke and metric analysis of the new version; abort to stable on any failure."""
+    log = context.log.info
+    try:
+        checks = walk(target, release, deployed, platform, metrics, log)
+    except BaseException as exc:  # noqa: BLE001 - whatever stops verify, traffic must go back to stable
+        check = exc.check if isinstance(exc, VerifyFailed) else "verify"
+        reason = str(exc) if isinstance(exc, VerifyFailed) else f"{type(exc).__name__}: {exc}"
+        context.log.error(f"verify failed ({check}): {reason}; aborting: traffic back to stable")
+        stable = platform.abort(target.service, target.environment, reason, log)
+        back_to = stable.version if stable else "nothing (no stable release)"
+        context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
+            "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,
+            "serving": back_to}))
+        notifier.send(f":rotating_light: {target.service} {release.version} to {target.environment}: "
+                      f"deployment failed and rolled back to {back_to}. Reason: {reason}", failure=True)
+        raise Failure(f"{target.where}: {release.version} failed verification ({check}) and was rolled back "
+                      f"to {back_to}: {reason}",
+                      metadata={"failed_check": check, "reason": reason, "rolled_back_to": back_to}) from None
+    schema = TableSchema(columns=[TableColumn("check"), TableColumn("result"), TableColumn("detail")])
+    outcome = VerifyOutcome(ok=True, checks=checks)
+    return Output(outcome, metadata={
+        "checks": MetadataValue.table([TableRecord(c) for c in checks], schema=schema),
+    })
