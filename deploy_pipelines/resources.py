@@ -32,12 +32,13 @@ def backup_storage_for(uri) -> LocalBackupStorage | S3BackupStorage:
     return LocalBackupStorage(root=setting(uri))
 
 
-def database_for(catalog: Catalog, service: str):
+def database_for(catalog: Catalog, service: str, environment: str):
     db = catalog.services[service].database
     if db is None:
         return NoDatabase()
     cls = PostgresDatabase if db.engine == "postgres" else MySQLDatabase
-    return cls(url=EnvVar(db.url.env))
+    url = catalog.services[service].targets[environment].database_url or db.url
+    return cls(url=EnvVar(url.env))
 
 
 def notifier_for(catalog: Catalog):
@@ -56,7 +57,7 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
         "target": DeployTarget(catalog_path=catalog_path, service=service, environment=environment),
         "git": LocalGit(repo=setting(svc.repo)),
         "builder": BuildahBuilder(),
-        "database": database_for(catalog, service),
+        "database": database_for(catalog, service, environment),
         "notifier": notifier_for(catalog),
         "metrics": PrometheusMetrics(url=setting(env.prometheus) if env.prometheus else "http://127.0.0.1:9"),
     }

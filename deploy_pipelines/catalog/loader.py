@@ -54,7 +54,7 @@ def _context(loc: tuple) -> str:
 
 
 def _format(err: dict, lines: dict[tuple, int]) -> str:
-    user_loc = tuple(err["loc"])
+    user_loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
     path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in user_loc).replace(".[", "[")
     line = None
     probe = user_loc
@@ -73,6 +73,28 @@ def _format(err: dict, lines: dict[tuple, int]) -> str:
     return f"{where}{path or '<top level>'}: {msg}{_context(user_loc)}"
 
 
+_UNION_TAGS = {"int", "str", "float", "bool", "constrained-int", "constrained-str", "EnvRef", "list[str]"}
+
+
+def _is_union_tag(part) -> bool:
+    """pydantic names the union member it tried (`port.int`, `port.EnvRef`): the user never wrote it."""
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(("function-", "tagged-union")))
+
+
+def _collapse_unions(errors: list[dict]) -> list[dict]:
+    """Of a union's per-member errors for one field keep the most telling: a value that is not
+    an {env: NAME} mapping does not need to hear that it is not one."""
+    by_path: dict[tuple, list[dict]] = {}
+    for e in errors:
+        by_path.setdefault(tuple(p for p in e["loc"] if not _is_union_tag(p)), []).append(e)
+    kept = []
+    for group in by_path.values():
+        specific = [e for e in group if "EnvRef" not in e["loc"] and e["type"] not in ("model_type", "int_type",
+                                                                                      "string_type")]
+        kept.extend(specific or group)
+    return kept
+
+
 def parse_catalog(text: str, path: Path) -> Catalog:
     try:
         node = yaml.compose(text)
@@ -83,11 +105,13 @@ def parse_catalog(text: str, path: Path) -> Catalog:
         raise CatalogError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
     if not isinstance(data, dict):
         raise CatalogError(path, ["<top level>: expected a mapping with project, environments and services"])
+    # Top-level `x-...` keys are extension fields (as in docker-compose): room for YAML anchors.
+    data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
         lines = _line_index(node)
-        problems = [_format(e, lines) for e in exc.errors(include_url=False)]
+        problems = [_format(e, lines) for e in _collapse_unions(exc.errors(include_url=False))]
         # Cross-reference checks arrive as one '; '-joined message: one line each.
         split = [part for p in problems for part in p.split("; ")]
         raise CatalogError(path, split) from None

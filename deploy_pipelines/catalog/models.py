@@ -232,10 +232,11 @@ Strategy = Annotated[Rolling | BlueGreen | Canary, Field(discriminator="kind"), 
 class Target(Strict):
     platform: Literal["docker", "kubernetes", "ecs"] = "docker"
     replicas: int = Field(1, ge=1, le=100)
-    port: int = Field(ge=1, le=65535)             # where users reach it (nginx listener / Service port)
+    port: Annotated[int, Field(ge=1, le=65535)] | EnvRef   # where users reach it (nginx listener / Service port)
     strategy: Strategy = Rolling()
     env: dict[str, Setting] = {}                  # passed to the app; {env: NAME} for secrets
     database_env: str | None = "DATABASE_URL"     # the app receives the database URL under this name
+    database_url: EnvRef | None = None            # this environment's database (default: database.url)
 
     @model_validator(mode="after")
     def _canary_fits(self):
@@ -341,7 +342,7 @@ class PatchSpec(Strict):
 
 
 class Catalog(Strict):
-    project: str = Field(pattern=NAME)
+    project: str = Field(pattern=NAME, description="lower-case letters, digits and _ (it names Dagster jobs)")
     timezone: str = "UTC"
     environments: dict[str, Environment] = Field(min_length=1)
     services: dict[str, Service] = Field(min_length=1)

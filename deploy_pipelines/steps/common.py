@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import semver
 from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Failure, RunsFilter
@@ -41,9 +40,9 @@ def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     return semver.Version.parse(text)
 
 
-def resolve_setting(value: str | EnvRef | None, what: str) -> str | None:
+def resolve_setting(value, what: str):
     """A catalog setting at run time: literal, or the named environment variable."""
-    if value is None or isinstance(value, str):
+    if not isinstance(value, EnvRef):
         return value
     got = os.environ.get(value.env)
     if got is None:

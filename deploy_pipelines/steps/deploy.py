@@ -27,7 +27,8 @@ def deploy_spec(target: DeployTarget, version: str, image: str, digest: str, run
         strategy=strategy.kind,
         max_surge=strategy.max_surge if isinstance(strategy, Rolling) else 1,
         max_unavailable=strategy.max_unavailable if isinstance(strategy, Rolling) else 0,
-        port=t.port, health_path=health.path, health_timeout=health.timeout,
+        port=int(resolve_setting(t.port, f"services.{target.service}.targets.{target.environment}.port")),
+        health_path=health.path, health_timeout=health.timeout,
         health_interval=min(health.interval, 1.0), env=env,
     )
 

@@ -1,0 +1,41 @@
+# Two commands on a fresh Debian machine: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast ui stack-up stack-down bench check clean
+
+install:
+	@scripts/install.sh
+
+demo: install
+	@mkdir -p $(DAGSTER_HOME) && cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml 2>/dev/null || true
+	$(PY) -m deploy_pipelines.cli demo
+
+test: install
+	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The Dagster UI over the demo's history (run `make demo` first). set -m: see LOCAL_STACK.md.
+ui: install
+	@set -m; source .stack/env && DEPLOY_CATALOG=$(CURDIR)/examples/demo/deploy.yaml \
+	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${UI_PORT:-3000}
+
+stack-up: install
+	$(PY) -m deploy_pipelines.cli stack up
+
+stack-down:
+	$(PY) -m deploy_pipelines.cli stack down
+
+check: install
+	$(PY) -m deploy_pipelines.cli check examples/demo/deploy.yaml
+
+bench: install
+	$(PY) -m bench.run_all
+
+clean: stack-down
+	rm -rf .stack .dagster_home
