@@ -39,7 +39,7 @@ def build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, 
                   "org.opencontainers.image.revision": release.commit,
                   "org.opencontainers.image.title": target.service}
         with tempfile.TemporaryDirectory(prefix="deploy-build-") as tmp:
-            tree = git.export(release.version, Path(tmp) / "src")
+            tree = git.export(release.commit, Path(tmp) / "src")
             try:
                 image = builder.build_and_push(tree / svc.image.context, svc.image.file, repository,
                                                release.version, args, labels, log=context.log.info)

@@ -45,7 +45,7 @@ def migrate(context, release: ReleaseInput, backup: BackupRecord | None, target:
         return Output([], metadata={"applied": "none (no migrations configured)"})
     spec = db.migrate
     with tempfile.TemporaryDirectory(prefix="deploy-migrate-") as tmp:
-        tree = git.export(release.version, Path(tmp) / "src")
+        tree = git.export(release.commit, Path(tmp) / "src")
         before = database.applied_migrations()
         todo = []
         if spec.command is None:

@@ -12,7 +12,7 @@ from dagster import Failure, MetadataValue, Out, Output, op
 
 from deploy_pipelines.adapters.database import Database
 from deploy_pipelines.adapters.git import GitError, GitSource
-from deploy_pipelines.steps.common import (DeployTarget, ReleaseConfig, ReleaseInput, ensure_exclusive,
+from deploy_pipelines.steps.common import (COMMIT_TAG, VERSION_TAG, DeployTarget, ReleaseConfig, ReleaseInput, ensure_exclusive,
                                            parse_version, passed_in)
 from deploy_pipelines.steps.gate import run_gate
 
@@ -38,12 +38,14 @@ def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, d
     except GitError as exc:
         raise Failure(f"{target.where}: {exc}") from None
     context.log.info(f"{target.service} {config.version} is commit {commit[:12]}")
+    # Runs launched by hand carry the version too, for sensors, notifications and the runs list.
+    context.instance.add_run_tags(context.run_id, {VERSION_TAG: config.version, COMMIT_TAG: commit})
 
     applied: list[str] = []
     if svc.database is not None:
         applied = database.applied_migrations()
     with tempfile.TemporaryDirectory(prefix="deploy-scan-") as tmp:
-        tree = git.export(config.version, Path(tmp) / "src")
+        tree = git.export(commit, Path(tmp) / "src")
         gate = run_gate(svc, tree, applied, today=date.today(), log=context.log.info,
                         skip_scanners=config.skip_scan)
     meta = gate.metadata()
