@@ -51,25 +51,16 @@ def breaches(rule: Rule, value: float) -> bool:
     return (rule.max is not None and value > rule.max) or (rule.min is not None and value < rule.min)
 
 
-def measure(rule: Rule, metrics: MetricsSource, labels: dict[str, str], now: float | None = None,
-            since: float | None = None, step: float = 1.0) -> Measurement:
-    """One measurement: samples over [now - for, now] (not before `since`, the version's start)."""
-    now = time.time() if now is None else now
+def judge(rule: Rule, samples: list[tuple[float, float]], step: float = 1.0, detail: str = "") -> Measurement:
+    """The verdict on one rule from its samples over the window (oldest first)."""
     threshold = f"max {rule.max:g}" if rule.max is not None else f"min {rule.min:g}"
-    start = now - rule.for_
-    if since is not None:
-        start = max(start, since)
-    try:
-        samples = metrics.query_range(render(rule, **labels), start, now, max(step, 0.5))
-    except MetricsUnavailable as exc:
-        return Measurement(rule.name, INCONCLUSIVE, None, threshold, 0, rule.dry_run, str(exc))
     if not samples:
-        return Measurement(rule.name, INCONCLUSIVE, None, threshold, 0, rule.dry_run, "no data")
+        return Measurement(rule.name, INCONCLUSIVE, None, threshold, 0, rule.dry_run, detail or "no data")
     latest = samples[-1][1]
     covered = samples[-1][0] - samples[0][0]
     if not breaches(rule, latest):
         return Measurement(rule.name, SUCCESSFUL, latest, threshold, covered, rule.dry_run)
-    # The breach must hold for the whole window: find how long it has held continuously.
+    # The breach must hold for the whole window: how long has it held without a break?
     held_since = samples[-1][0]
     for ts, value in reversed(samples):
         if not breaches(rule, value):
@@ -80,6 +71,20 @@ def measure(rule: Rule, metrics: MetricsSource, labels: dict[str, str], now: flo
         return Measurement(rule.name, FAILED, latest, threshold, held, rule.dry_run)
     return Measurement(rule.name, PENDING, latest, threshold, held, rule.dry_run,
                        f"breaching for {held:.0f}s of {rule.for_:.0f}s")
+
+
+def measure(rule: Rule, metrics: MetricsSource, labels: dict[str, str], now: float | None = None,
+            since: float | None = None, step: float = 1.0) -> Measurement:
+    """One measurement: samples over [now - for, now] (not before `since`, the version's start)."""
+    now = time.time() if now is None else now
+    start = now - rule.for_
+    if since is not None:
+        start = max(start, since)
+    try:
+        samples = metrics.query_range(render(rule, **labels), start, now, max(step, 0.5))
+    except MetricsUnavailable as exc:
+        return judge(rule, [], step, str(exc))
+    return judge(rule, samples, step)
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""The code location: the demo catalog loads into Definitions, every job resolves by name with the
+expected ops and tags, release run config validates, secrets appear only as EnvVar names, and an
+invalid catalog builds nothing. Not covered: running the jobs (test_release_e2e.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import validate_run_config
+
+from deploy_pipelines.catalog import CatalogError
+from deploy_pipelines.definitions import build_definitions
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "deploy.yaml"
+
+
+@pytest.fixture(scope="module")
+def defs():
+    return build_definitions(DEMO)
+
+
+@pytest.mark.parametrize("service", ["app", "shop", "web"])
+def test_release_and_rollback_jobs_resolve(defs, service):
+    release = defs.get_job_def(f"release_{service}_demo")
+    assert [n.name for n in release.graph.nodes] == ["scan", "build", "backup", "migrate", "deploy", "verify",
+                                                     "promote"]
+    assert release.tags["deploy/target"] == f"{service}:demo"
+    assert defs.get_job_def(f"rollback_{service}_demo").tags["deploy/target"] == f"{service}:demo"
+
+
+def test_release_run_config_is_just_the_version(defs):
+    job = defs.get_job_def("release_app_demo")
+    assert validate_run_config(job, {"ops": {"scan": {"config": {"version": "v1.2.0"}}}})
+    with pytest.raises(Exception):
+        validate_run_config(job, {"ops": {"scan": {"config": {}}}})
+
+
+def test_secrets_are_env_var_names_only(defs, monkeypatch):
+    monkeypatch.setenv("DEMO_DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:1/demo")
+    job = defs.get_job_def("release_app_demo")
+    db = job.resource_defs["database"]
+    # The resource holds the EnvVar, not the value: nothing in the job snapshot carries the password.
+    assert "hunter2" not in repr(db.__dict__)
+    snap = str(job.get_job_snapshot())
+    assert "hunter2" not in snap
+
+
+def test_invalid_catalog_builds_nothing(tmp_path):
+    bad = tmp_path / "deploy.yaml"
+    bad.write_text(DEMO.read_text().replace("replicas: 2", "replicas: 0", 1))
+    with pytest.raises(CatalogError, match=r"services\.app\.targets\.demo\.replicas"):
+        build_definitions(bad)
