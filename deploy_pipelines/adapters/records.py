@@ -32,6 +32,7 @@ class BackupRecord:
     version: str = ""
     engine: str = ""
     pinned_by: tuple[str, ...] = ()   # run ids / release names that forbid pruning
+    tables: tuple[tuple[str, int], ...] = ()   # row count per table just before the dump
 
 
 @dataclass(frozen=True)
