@@ -45,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         except CatalogError as exc:
             print(exc, file=sys.stderr)
             return 1
+        import os
+
+        from deploy_pipelines.catalog.models import env_names
+
         targets = sum(len(s.targets) for s in catalog.services.values())
         print(f"{catalog.project}: {len(catalog.services)} service(s), {targets} target(s): ok")
+        missing = sorted(n for n in env_names(catalog) if n not in os.environ)
+        if missing:
+            print(f"environment variables this machine must set before releasing: {', '.join(missing)}")
         return 0
     if args.command == "demo":
         from deploy_pipelines.demo import run_demo

@@ -54,6 +54,10 @@ class Database(ConfigurableResource, ABC):
     def applied_migrations(self) -> list[str]:
         """Names of migrations recorded in the schema-version table, in order applied."""
 
+    def applied_with_checksums(self) -> list[tuple[str, str]]:
+        """(name, sha256 recorded when applied) in order applied."""
+        return [(name, "") for name in self.applied_migrations()]
+
     @abstractmethod
     def apply(self, migrations: list[Migration]) -> list[str]:
         """Apply pending migrations in order, recording each; MigrationFailed on error."""

@@ -422,3 +422,24 @@ class Catalog(Strict):
         for name in self.environments:
             visit(name)
         return order
+
+
+def env_names(model: BaseModel) -> set[str]:
+    """Every {env: NAME} the catalog refers to (what a machine must provide to run it)."""
+    found: set[str] = set()
+
+    def walk(value):
+        if isinstance(value, EnvRef):
+            found.add(value.env)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(model)
+    return found

@@ -1,7 +1,6 @@
 """backup: dump the database before anything changes it; the dump is pinned by the release so
 retention never prunes it while the release may still need it."""
 
-from __future__ import annotations
 
 import tempfile
 import time

@@ -1,6 +1,5 @@
 """build: build the service at the release commit and push it; the deploy uses the digest."""
 
-from __future__ import annotations
 
 import tempfile
 from pathlib import Path

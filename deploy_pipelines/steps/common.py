@@ -1,7 +1,6 @@
 """What every release step shares: the target resource, the release record that flows between
 ops, run tags, and the deploy history read back from Dagster's asset events."""
 
-from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field

@@ -1,6 +1,5 @@
 """deploy: start the new version per strategy (rolling / blue-green / canary first step)."""
 
-from __future__ import annotations
 
 from dagster import Failure, MetadataValue, Out, Output, op
 

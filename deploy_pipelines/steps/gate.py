@@ -1,7 +1,6 @@
 """The scan gate as the scan op sees it: run the service's scanners over the tree at the tag and
 lint the migrations new in this release, then judge the findings against fail_on and allow."""
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
@@ -88,12 +87,12 @@ def run_gate(service: Service, tree: Path, applied: list[str], today: date, log:
 
     allow = [AllowEntry(**a.model_dump()) for a in service.scan.allow if not a.file]
     result = evaluate(findings, service.scan.fail_on, allow, today)
-    for line in result.notes if hasattr(result, "notes") else []:
+    for line in result.notes:
         log(line)
     ok = result.ok and not errors
-    summary = result.summary if hasattr(result, "summary") else ("passed" if ok else "failed")
+    summary = result.summary
     if errors:
         summary = "; ".join(errors) + ("; " + summary if summary else "")
-    return GateOutcome(ok=ok, summary=summary, findings=findings, blocking=list(result.blocking),
+    return GateOutcome(ok=ok, summary=summary, findings=result.findings, blocking=list(result.blocking),
                        new_migrations=new_migrations, markdown=result.as_markdown(),
                        counts=dict(result.counts))

@@ -2,7 +2,6 @@
 exactly what it was (transaction, down scripts or the pinned backup, per catalog) and the
 release stops before the app is touched."""
 
-from __future__ import annotations
 
 import os
 import subprocess
@@ -14,7 +13,7 @@ from dagster import Failure, MetadataValue, Out, Output, op
 from deploy_pipelines.adapters.backup_storage import BackupStorage
 from deploy_pipelines.adapters.database import Database, MigrationFailed
 from deploy_pipelines.adapters.git import GitSource
-from deploy_pipelines.adapters.migrations import load_migrations, pending
+from deploy_pipelines.adapters.migrations import MigrationFileError, load_migrations, pending
 from deploy_pipelines.adapters.records import BackupRecord
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput
 
@@ -46,10 +45,14 @@ def migrate(context, release: ReleaseInput, backup: BackupRecord | None, target:
     spec = db.migrate
     with tempfile.TemporaryDirectory(prefix="deploy-migrate-") as tmp:
         tree = git.export(release.commit, Path(tmp) / "src")
-        before = database.applied_migrations()
+        recorded = database.applied_with_checksums()
+        before = [name for name, _ in recorded]
         todo = []
         if spec.command is None:
-            todo = pending(load_migrations(tree / spec.dir), before)
+            try:
+                todo = pending(load_migrations(tree / spec.dir), before, dict(recorded))
+            except MigrationFileError as exc:
+                raise Failure(f"{target.where}: {exc}") from None
             if not todo:
                 context.log.info("no pending migrations")
                 return Output([], metadata={"applied": "none pending"})

@@ -1,7 +1,6 @@
 """promote: all traffic on the new version, previous kept warm as the rollback target, the
 release recorded as an asset event deploy/<env>/<service>. Safe to re-execute."""
 
-from __future__ import annotations
 
 from dagster import AssetMaterialization, MetadataValue, Out, Output, op
 

@@ -1,7 +1,6 @@
 """rollback: traffic back to the previous release (warm if it still runs, else redeployed from
 its digest) or to a given version, with the catalog's database action. Re-executable."""
 
-from __future__ import annotations
 
 from dagster import AssetMaterialization, Config, Failure, MetadataValue, Out, Output, op
 from pydantic import Field

@@ -2,7 +2,6 @@
 version, not passed the required environment, another release of the target running), then
 runs the service's scanners and the migration-safety lint. Fails before any side effect."""
 
-from __future__ import annotations
 
 import tempfile
 from datetime import date

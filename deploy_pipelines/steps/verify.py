@@ -3,7 +3,6 @@ requests straight at the new instances, then the metric rules; for canary, walk 
 (weight, pause, analysis). Any failure aborts: traffic back to stable at once, the new version
 removed, the reason recorded and people told."""
 
-from __future__ import annotations
 
 import time
 
