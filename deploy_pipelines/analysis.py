@@ -109,6 +109,9 @@ def run_analysis(rules: list[Rule], metrics: MetricsSource, labels: dict[str, st
     if not rules:
         return AnalysisRun(True, "no rules", [])
     deadline_extra = max(r.for_ for r in rules) + analysis.interval
+    if analysis.initial_delay:
+        log(f"{prefix}analysis starts in {analysis.initial_delay:.0f}s (initial_delay)")
+        sleep(analysis.initial_delay)
     started = time.monotonic()
     i = 0
     while True:

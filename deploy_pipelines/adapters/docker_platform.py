@@ -181,7 +181,10 @@ class DockerNginxPlatform(Platform):
             client.images.pull(release["image"])
         name = f"{service}-{environment}-{re.sub(r'[^A-Za-z0-9_.-]', '_', release['version'])}-{secrets.token_hex(3)}"
         container = client.containers.run(release["image"], detach=True, name=name, network_mode="host",
-                                          environment={**env, "PORT": str(port), "BIND": self.bind_host},
+                                          # APP_VERSION is the platform's to set: an instance
+                                          # cloned from another release must not inherit it.
+                                          environment={**env, "PORT": str(port), "BIND": self.bind_host,
+                                                       "APP_VERSION": release["version"]},
                                           labels=labels, stop_signal="SIGTERM")
         self._wait_healthy(container, health_path, health_timeout)
         log(f"instance {name} ({release['version']}) healthy on :{port}")
@@ -226,7 +229,7 @@ class DockerNginxPlatform(Platform):
     @staticmethod
     def _env_of(container) -> dict[str, str]:
         env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] if "=" in e)
-        for k in ("PORT", "BIND", "PATH", "HOSTNAME", "container", "HOME", "PYTHONUNBUFFERED"):
+        for k in ("PORT", "BIND", "APP_VERSION", "PATH", "HOSTNAME", "container", "HOME", "PYTHONUNBUFFERED"):
             env.pop(k, None)
         return env
 

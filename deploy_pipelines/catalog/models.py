@@ -280,6 +280,7 @@ class Rule(Strict):
 class Analysis(Strict):
     """Argo Rollouts' analysis vocabulary."""
 
+    initial_delay: Duration = 0.0                 # wait before the first measurement (first scrapes land)
     interval: Duration = 5.0
     count: int = Field(3, ge=1)
     failure_limit: int = Field(0, ge=0)

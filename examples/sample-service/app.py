@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -29,6 +30,9 @@ LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["p
 _counter = itertools.count()
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_lock = threading.Lock()
+STOPPING = threading.Event()
+_idle: set = set()             # handlers waiting for the next request on a keep-alive connection
+_idle_lock = threading.Lock()
 
 
 def pool() -> psycopg2.pool.ThreadedConnectionPool:
@@ -68,6 +72,7 @@ def items() -> list[dict]:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "sample-service"
+    timeout = 60                    # idle keep-alive connections end after a minute
 
     def log_message(self, *args):  # quiet: metrics tell the story
         pass
@@ -78,13 +83,27 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-App-Version", VERSION)
+        if STOPPING.is_set():
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
         path = self.path.split("?")[0]
         if path != "/metrics":
             REQUESTS.labels(self.command, path if path in ROUTES else "other", str(status)).inc()
 
+    def handle_one_request(self):
+        with _idle_lock:
+            _idle.add(self)
+        try:
+            super().handle_one_request()
+        finally:
+            with _idle_lock:
+                _idle.discard(self)
+
     def do_GET(self):  # noqa: N802
+        with _idle_lock:
+            _idle.discard(self)
         started = time.monotonic()
         path = self.path.split("?")[0]
         route = ROUTES.get(path)
@@ -139,7 +158,16 @@ def main() -> None:
     server = Server((os.environ.get("BIND", "127.0.0.1"), port), Handler)
 
     def stop(*_):
+        # Stop accepting, let in-flight requests finish (answered with Connection: close), and
+        # end idle keep-alive connections so the process exits at once.
+        STOPPING.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
+        with _idle_lock:
+            for handler in list(_idle):
+                try:
+                    handler.connection.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
