@@ -74,10 +74,20 @@ class MySQLDatabase(Database):
             cur.execute(f"CREATE DATABASE `{db}`")
         conn.close()
         args, env = self._client_args(url)
-        with gzip.open(src, "rb") as data:
-            proc = subprocess.run(["mysql", *args, db], stdin=data, capture_output=True, env=env, timeout=3600)
-        if proc.returncode != 0:
-            raise DatabaseError(self._scrub(f"restore failed: {proc.stderr.decode(errors='replace')[-1500:]}", url))
+        # The dump is gzipped: decompress into the client's stdin (a file object's fileno would
+        # hand it the compressed bytes).
+        with gzip.open(src, "rb") as data, subprocess.Popen(["mysql", *args, db], stdin=subprocess.PIPE,
+                                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                            env=env) as proc:
+            try:
+                shutil.copyfileobj(data, proc.stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            err = proc.stderr.read().decode(errors="replace")
+            code = proc.wait(timeout=3600)
+        if code != 0:
+            raise DatabaseError(self._scrub(f"restore failed: {err[-1500:]}", url))
 
     def _ensure_table(self, cur) -> None:
         cur.execute(f"""CREATE TABLE IF NOT EXISTS {TABLE} (name varchar(255) PRIMARY KEY, sha256 char(64) NOT NULL,
