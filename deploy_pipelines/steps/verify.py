@@ -64,13 +64,14 @@ def check_smoke(urls: list[str], smoke: list[SmokeCheck], log) -> list[dict]:
 
 
 def analyse(target: DeployTarget, release: ReleaseInput, metrics: MetricsSource, log, prefix: str,
-            since: float) -> dict:
+            since: float) -> list[dict]:
     verify = target.spec.verify
     labels = {"service": target.service, "environment": target.environment, "version": release.version}
     result = run_analysis(verify.rules, metrics, labels, verify.analysis, log, prefix=prefix, since=since)
     if not result.ok:
         raise VerifyFailed(result.failed.rule if result.failed else "analysis", result.reason)
-    return {"check": f"{prefix}analysis".strip(), "result": "ok", "detail": result.reason}
+    last = {m.rule: m for m in result.measurements}       # each rule's final measurement
+    return [{"check": f"{prefix}{name}", "result": m.result, "detail": m.narrate()} for name, m in last.items()]
 
 
 def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, platform: Platform,
@@ -80,9 +81,13 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
     checks = [check_health(deployed.endpoints, verify.health, log)]
     checks += check_smoke(deployed.endpoints, verify.smoke, log)
     since = time.time()
-    if isinstance(strategy, Canary):
+    first = deployed.previous is None
+    if first and strategy.kind != "rolling":
+        log(f"first release of {target.service} in {target.environment}: nothing stable to compare with, "
+            f"so no {strategy.kind} steps; verifying the new version as it serves")
+    if isinstance(strategy, Canary) and not first:
         for i, step in enumerate(strategy.steps, 1):
-            prefix = f"canary step {i}/{len(strategy.steps)}"
+            prefix = f"canary step {i}/{len(strategy.steps)}: "
             if step.weight is not None:
                 platform.set_weight(target.service, target.environment, step.weight, log)
                 prefix = f"canary {step.weight}%: "
@@ -91,14 +96,14 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
                 log(f"{prefix}pause {step.pause:.0f}s")
                 time.sleep(step.pause)
             if step.analysis and verify.rules:
-                checks.append(analyse(target, release, metrics, log, prefix, since))
-    elif target.target.strategy.kind == "blue_green":
+                checks.extend(analyse(target, release, metrics, log, prefix, since))
+    elif strategy.kind == "blue_green" and not first:
         log("green verified directly; switching user traffic to green")
         platform.set_weight(target.service, target.environment, 100, log)
         if verify.rules:
-            checks.append(analyse(target, release, metrics, log, "blue-green: ", since))
+            checks.extend(analyse(target, release, metrics, log, "blue-green: ", since))
     elif verify.rules:
-        checks.append(analyse(target, release, metrics, log, "rolling: ", since))
+        checks.extend(analyse(target, release, metrics, log, f"{strategy.kind}: ", since))
     return checks
 
 
