@@ -51,6 +51,7 @@ def world(local_stack, demo_repo, tmp_path_factory, monkeypatch_module):  # noqa
     for k, v in {**env, "DEMO_REPO": str(demo_repo), "E2E_DATABASE_URL": pg.url("e2e"),
                  "DEPLOY_CATALOG": str(catalog)}.items():
         monkeypatch_module.setenv(k, v)
+    (tmp / "home").mkdir()
     with instance_for_test(temp_dir=str(tmp / "home")) as instance:
         yield {"instance": instance, "port": port, "db": pg.url("e2e"), "repo": demo_repo, "catalog": catalog}
 
@@ -104,7 +105,10 @@ def step_failure(instance: DagsterInstance, run_id: str) -> tuple[str, str]:
 
 def test_rolling_releases_under_load_then_faulty_version_rolls_back(world):
     port = world["port"]
+    # Users from the start: with no traffic the rules have no data, and inconclusive aborts.
+    warmup = LoadGenerator(f"http://127.0.0.1:{port}/api/items", concurrency=1).start()
     first = release(world, "v1.0.0")
+    warmup.stop()
     assert first.success
     assert serving(port) == {"v1.0.0": 30}
 
@@ -148,9 +152,9 @@ def test_failing_migration_leaves_database_and_app_as_before(world):
     before_serving = serving(world["port"])
     before = schema_and_rows(world["db"])
     add_tag(world["repo"], "v1.1.1", {
-        "migrations/0003_add_price.up.sql": "ALTER TABLE items ADD COLUMN price integer;\n"
+        "migrations/0003_add_price.up.sql": "SET lock_timeout = '5s';\nALTER TABLE items ADD COLUMN price integer;\n"
                                             "UPDATE items SET price = 1;\n",
-        "migrations/0004_broken.up.sql": "ALTER TABLE items ADD CONSTRAINT price_positive CHECK (price < 0) NOT VALID;\n"
+        "migrations/0004_broken.up.sql": "SET lock_timeout = '5s';\nALTER TABLE items ADD CONSTRAINT price_positive CHECK (price < 0) NOT VALID;\n"
                                          "ALTER TABLE items VALIDATE CONSTRAINT price_positive;\n",
     }, "v1.1.1: a migration that fails half-way")
     result = release(world, "v1.1.1")

@@ -133,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def api_items(self):
         # A faulty release (release.FAULT_RATE) fails a fixed share of API requests.
-        if release.FAULT_RATE and next(_counter) % 100 < release.FAULT_RATE * 100:
+        if release.FAULT_RATE and next(_counter) % 10 < release.FAULT_RATE * 10:
             self._send(500, {"error": "internal error", "version": VERSION})
             return
         try:
