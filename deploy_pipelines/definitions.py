@@ -9,12 +9,28 @@ from dagster import Definitions
 
 from deploy_pipelines.catalog import default_catalog_path, load_catalog
 from deploy_pipelines.jobs import build_jobs
+from deploy_pipelines.triggers.notify import build_notify_sensor
+from deploy_pipelines.triggers.promotion import build_promotion_sensors
+from deploy_pipelines.triggers.schedules import build_schedules
+from deploy_pipelines.triggers.tags import build_tag_sensors
+from deploy_pipelines.triggers.watch import build_watch_sensors
 
 
 def build_definitions(catalog_path: str | Path | None = None) -> Definitions:
     path = Path(catalog_path) if catalog_path else default_catalog_path()
     catalog = load_catalog(path)
-    return Definitions(jobs=build_jobs(catalog, str(path.resolve())))
+    jobs = build_jobs(catalog, str(path.resolve()))
+    by_name = {j.name: j for j in jobs}
+    on = catalog.triggers.enabled
+    every = max(1, int(catalog.triggers.poll_interval))
+    sensors = [*build_tag_sensors(catalog, every, on), *build_promotion_sensors(catalog, by_name, on, every),
+               *build_watch_sensors(catalog, on, every)]
+    resources = {}
+    notify = build_notify_sensor(catalog, [j.name for j in jobs], on, min(every, 2))
+    if notify:
+        sensors.append(notify[0])
+        resources["notifier"] = notify[1]
+    return Definitions(jobs=jobs, sensors=sensors, schedules=build_schedules(catalog, on), resources=resources)
 
 
 defs = build_definitions()

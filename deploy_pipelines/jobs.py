@@ -15,6 +15,8 @@ from deploy_pipelines.steps.promote import promote
 from deploy_pipelines.steps.rollback import rollback
 from deploy_pipelines.steps.scan import scan
 from deploy_pipelines.steps.verify import verify
+from deploy_pipelines.steps.approve import approve
+from deploy_pipelines.steps.maintenance import apply_retention, patch_build, patch_source, scheduled_backup, verify_backup
 
 
 def release_job_name(service: str, environment: str) -> str:
@@ -59,6 +61,57 @@ def build_rollback_job(catalog: Catalog, catalog_path: str, service: str, enviro
     return _rollback
 
 
+def build_maintenance_jobs(catalog: Catalog, catalog_path: str, service: str, environment: str) -> list[JobDefinition]:
+    svc = catalog.services[service]
+    resources = resources_for(catalog, catalog_path, service, environment)
+    key = target_key(service, environment)
+    jobs = []
+    if svc.database is not None:
+        b = svc.database.backup
+
+        @job(name=f"backup_{service}_{environment}",
+             description=f"Back up {service}'s {environment} database, then apply retention "
+                         f"(keep {b.keep_days} days / the newest {b.keep_last}; never a backup a release pins).",
+             tags={KIND_TAG: "backup"}, resource_defs=resources, executor_def=in_process_executor)
+        def _backup():
+            apply_retention(scheduled_backup())
+
+        @job(name=f"verify_backup_{service}_{environment}",
+             description=f"Restore {service}'s newest {environment} backup into a scratch database and compare "
+                         "row counts per table.",
+             tags={KIND_TAG: "verify_backup"}, resource_defs=resources, executor_def=in_process_executor)
+        def _verify_backup():
+            verify_backup()
+
+        jobs += [_backup, _verify_backup]
+
+    @job(name=f"patch_{service}_{environment}",
+         description=f"Rebuild the version of {service} running in {environment} on a refreshed base image and "
+                     "roll it out through backup, deploy, verify and promote.",
+         tags={TARGET_TAG: key, KIND_TAG: "patch"}, resource_defs=resources, executor_def=in_process_executor)
+    def _patch():
+        release = patch_source()
+        image = patch_build(release)
+        dump = backup(release, image)
+        applied = migrate(release, dump)
+        deployed = deploy(release, image, applied)
+        checks = verify(release, deployed)
+        promote(release, image, deployed, checks, dump, applied)
+
+    jobs.append(_patch)
+    if catalog.environments[environment].requires:
+        @job(name=f"approve_{service}_{environment}",
+             description=f"Approve a version of {service} that passed {catalog.environments[environment].requires} "
+                         f"for {environment}; the promotion sensor then releases it.",
+             tags={KIND_TAG: "approval"}, resource_defs={"target": resources["target"]},
+             executor_def=in_process_executor)
+        def _approve():
+            approve()
+
+        jobs.append(_approve)
+    return jobs
+
+
 def build_jobs(catalog: Catalog, catalog_path: str) -> list[JobDefinition]:
     jobs = []
     for service, svc in catalog.services.items():
@@ -66,4 +119,5 @@ def build_jobs(catalog: Catalog, catalog_path: str) -> list[JobDefinition]:
             if environment in svc.targets:
                 jobs.append(build_release_job(catalog, catalog_path, service, environment))
                 jobs.append(build_rollback_job(catalog, catalog_path, service, environment))
+                jobs += build_maintenance_jobs(catalog, catalog_path, service, environment)
     return jobs

@@ -37,6 +37,17 @@ def demo_repo(tmp_path_factory) -> Path:
     return repo
 
 
+def load_code_location(catalog: Path) -> None:
+    """Point deploy_pipelines.definitions at this catalog. Runs executed in-process reconstruct
+    their job from the module, which an earlier test may have imported with another catalog."""
+    import importlib
+
+    import deploy_pipelines.definitions as definitions
+
+    os.environ["DEPLOY_CATALOG"] = str(catalog)
+    importlib.reload(definitions)
+
+
 def add_tag(repo: Path, tag: str, files: dict[str, str], message: str) -> str:
     """Commit files on top of main in a scratch clone and push the tag: a release of our own making."""
     work = repo.parent / f"work-{tag}"

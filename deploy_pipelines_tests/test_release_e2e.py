@@ -20,7 +20,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from deploy_pipelines.loadgen import LoadGenerator
 from deploy_pipelines.stack.process import free_port
-from deploy_pipelines_tests.fixtures_stack import add_tag, demo_repo, local_stack  # noqa: F401 - fixtures
+from deploy_pipelines_tests.fixtures_stack import add_tag, demo_repo, load_code_location, local_stack  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +51,7 @@ def world(local_stack, demo_repo, tmp_path_factory, monkeypatch_module):  # noqa
     for k, v in {**env, "DEMO_REPO": str(demo_repo), "E2E_DATABASE_URL": pg.url("e2e"),
                  "DEPLOY_CATALOG": str(catalog)}.items():
         monkeypatch_module.setenv(k, v)
+    load_code_location(catalog)
     (tmp / "home").mkdir()
     with instance_for_test(temp_dir=str(tmp / "home")) as instance:
         yield {"instance": instance, "port": port, "db": pg.url("e2e"), "repo": demo_repo, "catalog": catalog}

@@ -45,16 +45,19 @@ class BuildahBuilder(ImageBuilder):
         return proc.stdout
 
     def build_and_push(self, context_dir: Path, containerfile: str, repository: str, tag: str,
-                       build_args: dict[str, str], labels: dict[str, str], log=None) -> BuiltImage:
+                       build_args: dict[str, str], labels: dict[str, str], log=None,
+                       refresh_base: bool = False) -> BuiltImage:
         log = log or (lambda _msg: None)
         revision = labels.get(REVISION, "")
+        refresh = refresh_base or self.pull_always
         existing = self.find(repository, tag)
-        if existing and revision and self._revision(repository, tag) == revision and not self.pull_always:
+        if existing and revision and self._revision(repository, tag) == revision and not refresh:
             log(f"{repository}:{tag} already built from {revision[:12]}: not rebuilding")
             return BuiltImage(repository, tag, existing, revision)
         ref = f"{repository}:{tag}"
         argv = ["buildah", "build", "--isolation", "chroot", "--layers", "-f", str(Path(context_dir) / containerfile),
-                "-t", ref, f"--pull={'always' if self.pull_always else 'missing'}",
+                "-t", ref, f"--pull={'always' if refresh else 'missing'}",
+                *(["--no-cache"] if refresh else []),
                 f"--tls-verify={'true' if self.tls_verify else 'false'}"]
         for k, v in build_args.items():
             argv += ["--build-arg", f"{k}={v}"]

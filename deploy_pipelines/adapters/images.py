@@ -23,5 +23,7 @@ class ImageBuilder(ConfigurableResource, ABC):
 
     @abstractmethod
     def build_and_push(self, context_dir: Path, containerfile: str, repository: str, tag: str,
-                       build_args: dict[str, str], labels: dict[str, str], log=None) -> BuiltImage:
-        """Build context_dir with containerfile, push repository:tag, return the pushed digest."""
+                       build_args: dict[str, str], labels: dict[str, str], log=None,
+                       refresh_base: bool = False) -> BuiltImage:
+        """Build context_dir with containerfile, push repository:tag, return the pushed digest.
+        refresh_base: pull the base image again and use no cached layer (monthly patches)."""

@@ -342,6 +342,18 @@ class PatchSpec(Strict):
     environments: list[str] | None = None         # default: every environment
 
 
+class Triggers(Strict):
+    enabled: bool = True                          # sensors and schedules start running with the code location
+    poll_interval: Duration = 5.0                 # how often tag/branch/watch sensors look (>= 1s)
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _min(cls, v):
+        if v < 1:
+            raise ValueError("poll_interval must be at least 1s")
+        return v
+
+
 class Catalog(Strict):
     project: str = Field(pattern=NAME, description="lower-case letters, digits and _ (it names Dagster jobs)")
     timezone: str = "UTC"
@@ -349,6 +361,7 @@ class Catalog(Strict):
     services: dict[str, Service] = Field(min_length=1)
     notify: NotifySpec = NotifySpec()
     patch: PatchSpec | None = None
+    triggers: Triggers = Triggers()
 
     @field_validator("timezone")
     @classmethod

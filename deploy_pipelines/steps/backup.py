@@ -22,6 +22,11 @@ def take_backup(context, target: DeployTarget, database: Database, storage: Back
     now = datetime.now(timezone.utc)
     key = backup_key(target.service, target.environment, version, now, database.dump_suffix)
     started = time.monotonic()
+    try:
+        # Row counts just before the dump: what a restore-verification compares against.
+        tables = tuple(sorted(database.row_counts().items()))
+    except Exception:  # noqa: BLE001 - counts are evidence, not a precondition of the backup
+        tables = ()
     with tempfile.TemporaryDirectory(prefix="deploy-backup-") as tmp:
         local = Path(tmp) / Path(key).name
         try:
@@ -30,7 +35,8 @@ def take_backup(context, target: DeployTarget, database: Database, storage: Back
             raise Failure(f"{target.where}: backup failed, nothing was changed: {exc}") from None
         record = storage.put(local, key, BackupRecord(
             uri="", key=key, sha256="", size=0, created_at=now.isoformat(), service=target.service,
-            environment=target.environment, version=version, engine=database.engine, pinned_by=pinned_by))
+            environment=target.environment, version=version, engine=database.engine, pinned_by=pinned_by,
+            tables=tables))
     context.log.info(f"backup {record.key}: {record.size / 1e6:.1f} MB, sha256 {record.sha256[:16]}..., "
                      f"{time.monotonic() - started:.1f}s")
     return record

@@ -3,6 +3,7 @@ ops, run tags, and the deploy history read back from Dagster's asset events."""
 
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import semver
@@ -16,6 +17,8 @@ TARGET_TAG = "deploy/target"
 VERSION_TAG = "deploy/version"
 COMMIT_TAG = "deploy/commit"
 KIND_TAG = "deploy/kind"
+REASON_TAG = "deploy/reason"
+TRIGGER_TAG = "deploy/trigger"           # tag | branch | promotion | approval | watch | schedule
 
 
 def target_key(service: str, environment: str) -> str:
@@ -29,14 +32,25 @@ def history_key(service: str, environment: str) -> AssetKey:
 
 def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
-    import re
-
     pattern = service.tag_pattern if service else r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
     m = re.match(pattern, tag)
     if not m:
         raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")
     text = m.groupdict().get("version") or tag.lstrip("v")
     return semver.Version.parse(text)
+
+
+def branch_build_version(branch: str, commit: str) -> str:
+    """The version name of a build from a branch commit (not a release tag): main-0123456789ab."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', branch)}-{commit[:12]}"
+
+
+def is_release_version(version: str, service: Service | None = None) -> bool:
+    try:
+        parse_version(version, service)
+        return True
+    except ValueError:
+        return False
 
 
 def resolve_setting(value, what: str):
@@ -88,7 +102,9 @@ class DeployTarget(ConfigurableResource):
 class ReleaseConfig(Config):
     """What a person (or a sensor) chooses when launching a release."""
 
-    version: str = Field(description="The git tag to release, e.g. v1.2.0")
+    version: str = Field(description="The git tag to release, e.g. v1.2.0 (or <branch>-<sha12> with commit set)")
+    commit: str | None = Field(None, description="Branch builds only: the commit to release (set by the branch "
+                                                 "sensor); releases of tags leave it empty")
     skip_scan: bool = Field(False, description="Emergency only: record and skip the scan gate")
 
 

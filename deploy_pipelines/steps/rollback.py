@@ -11,7 +11,7 @@ from deploy_pipelines.adapters.migrations import load_migrations
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.steps.backup import take_backup
-from deploy_pipelines.steps.common import DeployTarget, ensure_exclusive, history_key, last_release
+from deploy_pipelines.steps.common import REASON_TAG, DeployTarget, ensure_exclusive, history_key, last_release
 from deploy_pipelines.steps.migrate import restore_backup
 
 
@@ -51,6 +51,7 @@ def rollback(context, config: RollbackConfig, target: DeployTarget, platform: Pl
         raise Failure(f"{target.where}: {current.version} has no previous release to roll back to")
     if current.version == (to_version or current.previous_version) and not to_image:
         log(f"{current.version} already serves: nothing to do")
+    context.instance.add_run_tags(context.run_id, {REASON_TAG: config.reason[:200]})
     log(f"rolling back {current.version} -> {to_version or current.previous_version}: {config.reason}")
     released = platform.rollback(target.service, target.environment, log, to_image=to_image, to_version=to_version)
 

@@ -3,6 +3,7 @@ version, not passed the required environment, another release of the target runn
 runs the service's scanners and the migration-safety lint. Fails before any side effect."""
 
 
+import re
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -21,21 +22,32 @@ def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, d
     """Resolve the release tag and run the scan gate (findings + migration lint)."""
     ensure_exclusive(context, target.key)
     svc = target.spec
-    try:
-        version = parse_version(config.version, svc)
-    except ValueError as exc:
-        raise Failure(f"{target.where}: {exc}") from None
-    # Pre-releases (v1.2.0-rc.1) only go where nothing is required first (staging).
-    if version.prerelease and target.env.requires is not None:
-        raise Failure(f"{target.where}: {config.version} is a pre-release; pre-releases go to "
-                      f"{target.env.requires} only")
-    if target.env.requires and not passed_in(context.instance, target.service, target.env.requires, config.version):
-        raise Failure(f"{target.where}: {config.version} has not passed {target.env.requires}; "
-                      f"release it to {target.env.requires} first (environments.{target.environment}.requires)")
-    try:
-        commit = git.resolve(config.version)
-    except GitError as exc:
-        raise Failure(f"{target.where}: {exc}") from None
+    if config.commit:
+        # A build of a branch commit (the branch sensor): never beyond the first environment.
+        if target.env.requires is not None:
+            raise Failure(f"{target.where}: {config.version} is a branch build; only release tags go to "
+                          f"{target.environment} (environments.{target.environment}.requires)")
+        if not re.fullmatch(r"[0-9a-f]{7,40}", config.commit) or not config.version.endswith(config.commit[:12]):
+            raise Failure(f"{target.where}: a branch build's version must be <branch>-<first 12 of the commit>, "
+                          f"got version {config.version!r} for commit {config.commit!r}")
+        commit = config.commit
+    else:
+        try:
+            version = parse_version(config.version, svc)
+        except ValueError as exc:
+            raise Failure(f"{target.where}: {exc}") from None
+        # Pre-releases (v1.2.0-rc.1) only go where nothing is required first (staging).
+        if version.prerelease and target.env.requires is not None:
+            raise Failure(f"{target.where}: {config.version} is a pre-release; pre-releases go to "
+                          f"{target.env.requires} only")
+        if target.env.requires and not passed_in(context.instance, target.service, target.env.requires,
+                                                 config.version):
+            raise Failure(f"{target.where}: {config.version} has not passed {target.env.requires}; "
+                          f"release it to {target.env.requires} first (environments.{target.environment}.requires)")
+        try:
+            commit = git.resolve(config.version)
+        except GitError as exc:
+            raise Failure(f"{target.where}: {exc}") from None
     context.log.info(f"{target.service} {config.version} is commit {commit[:12]}")
     # Runs launched by hand carry the version too, for sensors, notifications and the runs list.
     context.instance.add_run_tags(context.run_id, {VERSION_TAG: config.version, COMMIT_TAG: commit})

@@ -10,7 +10,6 @@ import httpx
 from dagster import AssetObservation, Failure, MetadataValue, Out, Output, TableColumn, TableRecord, TableSchema, op
 
 from deploy_pipelines.adapters.metrics import MetricsSource
-from deploy_pipelines.adapters.notifier import Notifier
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import DeployResult
 from deploy_pipelines.analysis import run_analysis
@@ -109,7 +108,7 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
 
 @op(out=Out(VerifyOutcome), tags={"deploy/step": "verify"})
 def verify(context, release: ReleaseInput, deployed: DeployResult, target: DeployTarget, platform: Platform,
-           metrics: MetricsSource, notifier: Notifier) -> Output:
+           metrics: MetricsSource) -> Output:
     """Health, smoke and metric analysis of the new version; abort to stable on any failure."""
     log = context.log.info
     try:
@@ -123,8 +122,7 @@ def verify(context, release: ReleaseInput, deployed: DeployResult, target: Deplo
         context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
             "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,
             "serving": back_to}))
-        notifier.send(f":rotating_light: {target.service} {release.version} to {target.environment}: "
-                      f"deployment failed and rolled back to {back_to}. Reason: {reason}", failure=True)
+        # The notify_runs sensor tells #incidents ("failed and rolled back") from this observation.
         raise Failure(f"{target.where}: {release.version} failed verification ({check}) and was rolled back "
                       f"to {back_to}: {reason}",
                       metadata={"failed_check": check, "reason": reason, "rolled_back_to": back_to}) from None

@@ -1,0 +1,196 @@
+"""Tag and branch sensors: new release tags and new commits on the release branch become release
+runs of the service's entry environment (the one nothing is required before: staging).
+
+The decision is a pure function (plan_tags) so every rule is testable without git or Dagster:
+- a tag that is not a release version (the catalog's tag_pattern, semver) is skipped, named;
+- a tag not newer than what runs (or what this sensor already released) is skipped, named;
+- a pre-release (v1.2.0-rc.1) is released only to an environment that another one requires
+  (staging); a service with no such environment skips it;
+- of several new tags at once only the newest is released; the rest are reported superseded.
+
+The first evaluation records the tags that already exist as a baseline and releases nothing: a
+sensor switched on over an old repository never deploys by surprise (as a CI workflow triggers
+on pushes after it exists). The cursor holds the tag names seen and the highest version released,
+so a tick costs one `git ls-remote` plus work proportional to the new tags only.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import semver
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+from deploy_pipelines.adapters.git import GitError, LocalGit
+from deploy_pipelines.catalog.models import Catalog, Service
+from deploy_pipelines.steps.common import (COMMIT_TAG, KIND_TAG, TARGET_TAG, TRIGGER_TAG, VERSION_TAG,
+                                           branch_build_version, last_release, parse_version, target_key)
+
+
+def entry_environments(catalog: Catalog, service: str) -> list[str]:
+    """The service's environments that nothing is required before (where tags go first)."""
+    svc = catalog.services[service]
+    return [e for e in catalog.environment_order() if e in svc.targets and catalog.environments[e].requires is None]
+
+
+def takes_prereleases(catalog: Catalog, service: str, environment: str) -> bool:
+    """An environment that another of the service's environments requires is a staging one."""
+    svc = catalog.services[service]
+    return any(catalog.environments[e].requires == environment for e in svc.targets)
+
+
+@dataclass
+class TagPlan:
+    release: tuple[str, str] | None = None          # (tag, commit)
+    superseded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # tag -> why
+
+    def narrate(self) -> str:
+        parts = []
+        if self.release:
+            parts.append(f"release {self.release[0]}")
+        if self.superseded:
+            parts.append(f"superseded by {self.release[0] if self.release else 'a newer tag'}: "
+                         + ", ".join(self.superseded))
+        for tag, why in self.skipped.items():
+            parts.append(f"skipped {tag}: {why}")
+        return "; ".join(parts) or "no new tags"
+
+
+def plan_tags(new_tags: dict[str, str], service: Service, floor: semver.Version | None,
+              allow_prerelease: bool) -> TagPlan:
+    """What to do about tags not seen before. `floor`: the newest version already running or
+    released by this sensor; only newer versions are released."""
+    plan = TagPlan()
+    candidates: list[tuple[semver.Version, str, str]] = []
+    for tag, commit in sorted(new_tags.items()):
+        try:
+            version = parse_version(tag, service)
+        except ValueError:
+            plan.skipped[tag] = f"not a release version (tag_pattern {service.tag_pattern})"
+            continue
+        if version.prerelease and not allow_prerelease:
+            plan.skipped[tag] = "a pre-release: pre-releases go to staging only, and this service has none"
+            continue
+        if floor is not None and version.compare(floor) <= 0:
+            plan.skipped[tag] = f"not newer than v{floor}, which already runs or was released"
+            continue
+        candidates.append((version, tag, commit))
+    if candidates:
+        candidates.sort(key=lambda c: c[0])
+        _, tag, commit = candidates[-1]
+        plan.release = (tag, commit)
+        plan.superseded = [t for _, t, _ in candidates[:-1]]
+    return plan
+
+
+def _floor(instance, service: Service, name: str, environment: str, released: str | None) -> semver.Version | None:
+    versions = []
+    current = last_release(instance, name, environment)
+    for text in (current or {}).get("version"), released:
+        if text:
+            try:
+                versions.append(parse_version(text, service))
+            except ValueError:
+                pass      # a branch build runs: it sets no floor for tags
+    return max(versions) if versions else None
+
+
+def release_request(service: str, environment: str, version: str, commit: str, trigger: str,
+                    branch_commit: bool = False) -> RunRequest:
+    from deploy_pipelines.jobs import release_job_name
+
+    config = {"version": version, **({"commit": commit} if branch_commit else {})}
+    return RunRequest(
+        run_key=f"{service}:{environment}:{version}",
+        job_name=release_job_name(service, environment),
+        run_config={"ops": {"scan": {"config": config}}},
+        tags={TARGET_TAG: target_key(service, environment), VERSION_TAG: version, COMMIT_TAG: commit,
+              KIND_TAG: "release", TRIGGER_TAG: trigger},
+    )
+
+
+def evaluate_tags(context: SensorEvaluationContext, catalog: Catalog, service: str, environment: str,
+                  tags: dict[str, str]) -> SensorResult | SkipReason:
+    """One tick of a tag sensor over the repository's tags (name -> commit)."""
+    svc = catalog.services[service]
+    state = json.loads(context.cursor) if context.cursor else None
+    if state is None:
+        newest = plan_tags(tags, svc, None, True).release
+        cursor = json.dumps({"seen": sorted(tags), "released": None})
+        return SensorResult(skip_reason=SkipReason(
+            f"baseline: {len(tags)} existing tag(s) recorded, none released"
+            + (f" (newest {newest[0]})" if newest else "") + "; push a new tag to release"), cursor=cursor)
+    seen = set(state["seen"])
+    new = {t: c for t, c in tags.items() if t not in seen}
+    if not new:
+        return SkipReason(f"no new tags ({len(tags)} known)")
+    floor = _floor(context.instance, svc, service, environment, state.get("released"))
+    plan = plan_tags(new, svc, floor, takes_prereleases(catalog, service, environment))
+    context.log.info(f"{service}: {len(new)} new tag(s): {plan.narrate()}")
+    cursor = {"seen": sorted(seen | set(new)), "released": plan.release[0] if plan.release else state.get("released")}
+    if plan.release is None:
+        return SensorResult(skip_reason=SkipReason(f"{service} to {environment}: {plan.narrate()}"),
+                            cursor=json.dumps(cursor))
+    tag, commit = plan.release
+    return SensorResult(run_requests=[release_request(service, environment, tag, commit, "tag")],
+                        cursor=json.dumps(cursor))
+
+
+def evaluate_branch(context: SensorEvaluationContext, service: str, environment: str, branch: str,
+                    head: str | None) -> SensorResult | SkipReason:
+    """One tick of a branch sensor: a new head commit releases a branch build to staging."""
+    last = context.cursor
+    if head is None:
+        return SkipReason(f"{service}: branch {branch} does not exist")
+    if not last:
+        return SensorResult(skip_reason=SkipReason(f"baseline: {branch} at {head[:12]} recorded, not released"),
+                            cursor=head)
+    if head == last:
+        return SkipReason(f"{branch} still at {head[:12]}")
+    version = branch_build_version(branch, head)
+    context.log.info(f"{service}: {branch} moved {last[:12]} -> {head[:12]}: releasing {version} to {environment}")
+    return SensorResult(run_requests=[release_request(service, environment, version, head, "branch", True)],
+                        cursor=head)
+
+
+def _repo(catalog: Catalog, service: str) -> LocalGit:
+    from deploy_pipelines.steps.common import resolve_setting
+
+    return LocalGit(repo=resolve_setting(catalog.services[service].repo, f"services.{service}.repo"))
+
+
+def build_tag_sensors(catalog: Catalog, interval: int = 5, default_on: bool = False) -> list:
+    """tags_<service> (and branch_<service> where the catalog names a branch) per service."""
+    from deploy_pipelines.jobs import release_job_name
+
+    status = DefaultSensorStatus.RUNNING if default_on else DefaultSensorStatus.STOPPED
+    sensors = []
+    for service, svc in catalog.services.items():
+        entries = entry_environments(catalog, service)
+        if not entries:
+            continue
+        environment = entries[0]
+
+        def _tags(context, service=service, environment=environment):
+            try:
+                tags = _repo(catalog, service).tags()
+            except (GitError, Exception) as exc:  # noqa: BLE001 - a repo that is down is a skipped tick
+                return SkipReason(f"{service}: cannot list tags: {exc}")
+            return evaluate_tags(context, catalog, service, environment, tags)
+
+        sensors.append(sensor(name=f"tags_{service}", job_name=release_job_name(service, environment),
+                              minimum_interval_seconds=interval, default_status=status,
+                              description=f"New release tags of {service} -> release to {environment}")(_tags))
+        if svc.branch:
+            def _branch(context, service=service, environment=environment, branch=svc.branch):
+                try:
+                    head = _repo(catalog, service).branch_head(branch)
+                except (GitError, Exception) as exc:  # noqa: BLE001
+                    return SkipReason(f"{service}: cannot read {branch}: {exc}")
+                return evaluate_branch(context, service, environment, branch, head)
+
+            sensors.append(sensor(name=f"branch_{service}", job_name=release_job_name(service, environment),
+                                  minimum_interval_seconds=interval, default_status=status,
+                                  description=f"New commits on {svc.branch} of {service} -> build released "
+                                              f"to {environment}")(_branch))
+    return sensors
