@@ -44,8 +44,13 @@ def load_code_location(catalog: Path) -> None:
 
     import deploy_pipelines.definitions as definitions
 
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
     os.environ["DEPLOY_CATALOG"] = str(catalog)
     importlib.reload(definitions)
+    # ReconstructableJob keeps its last definition (lru_cache): forget the other catalog's.
+    ReconstructableJob.get_repository_definition.cache_clear()
+    ReconstructableJob.get_definition.cache_clear()
 
 
 def add_tag(repo: Path, tag: str, files: dict[str, str], message: str) -> str:
