@@ -18,6 +18,7 @@ class Sample:
     status: int | None       # None: the request failed (connection refused/reset, timeout)
     version: str | None
     error: str = ""
+    latency: float = 0.0     # seconds until the answer (or the error)
 
 
 @dataclass
@@ -63,9 +64,9 @@ class LoadGenerator:
                 t = time.time()
                 try:
                     r = client.get(self.url)
-                    sample = Sample(t, r.status_code, r.headers.get("x-app-version"))
+                    sample = Sample(t, r.status_code, r.headers.get("x-app-version"), "", time.time() - t)
                 except httpx.HTTPError as exc:
-                    sample = Sample(t, None, None, type(exc).__name__)
+                    sample = Sample(t, None, None, type(exc).__name__, time.time() - t)
                 with self._lock:
                     self.samples.append(sample)
                     if self.limit and len(self.samples) >= self.limit:

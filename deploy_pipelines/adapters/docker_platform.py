@@ -408,6 +408,7 @@ class DockerNginxPlatform(Platform):
             log(f"{target['version']} is warm ({len(warm)} instance(s)): switching traffic back at once")
             state.update(new=target, weight=100)
             self._write(service, environment, state, log)
+            log(f"traffic: 100% {target['version']} (warm rollback), 0% {stable['version']}")
         else:
             template = current[0] if current else None
             spec = DeploySpec(service=service, environment=environment, version=target["version"],

@@ -44,15 +44,22 @@ class TagPlan:
     superseded: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)   # tag -> why
 
-    def narrate(self) -> str:
+    def narrate(self, limit: int = 5) -> str:
+        def names(tags: list[str]) -> str:
+            shown = ", ".join(tags[:limit])
+            return shown + (f" and {len(tags) - limit} more" if len(tags) > limit else "")
+
         parts = []
         if self.release:
             parts.append(f"release {self.release[0]}")
         if self.superseded:
             parts.append(f"superseded by {self.release[0] if self.release else 'a newer tag'}: "
-                         + ", ".join(self.superseded))
+                         + names(self.superseded))
+        by_reason: dict[str, list[str]] = {}
         for tag, why in self.skipped.items():
-            parts.append(f"skipped {tag}: {why}")
+            by_reason.setdefault(why, []).append(tag)
+        for why, tags in by_reason.items():
+            parts.append(f"skipped {names(tags)}: {why}")
         return "; ".join(parts) or "no new tags"
 
 

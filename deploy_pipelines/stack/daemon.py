@@ -1,0 +1,93 @@
+"""The Dagster daemon (sensors, schedules, the run queue) over this code location, as a process the
+caller owns: its own DAGSTER_HOME, started in its own session and stopped by that session's
+process group id (the daemon, its code server and the run workers it launched; nothing else).
+
+`make ui` runs `dagster dev`, which starts the same daemon beside the webserver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from deploy_pipelines.stack.process import pid_alive, wait_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_instance_yaml(home: Path, dequeue_interval: int = 1) -> Path:
+    """The project's dagster.yaml (one run per deploy/target) with a quick run queue."""
+    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
+    config.setdefault("concurrency", {}).setdefault("runs", {})
+    config["run_queue"] = {"dequeue_interval_seconds": dequeue_interval}
+    config["sensors"] = {"use_threads": True, "num_workers": 4}
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+class DagsterDaemon:
+    def __init__(self, home: Path, env: dict[str, str], log: Path | None = None):
+        self.home = Path(home)
+        self.env = env
+        self.log = log or self.home / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "DagsterDaemon":
+        write_instance_yaml(self.home)
+        dagster_daemon = Path(sys.executable).with_name("dagster-daemon")
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [str(dagster_daemon), "run", "-w", str(REPO_ROOT / "workspace.yaml")],
+            cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env, "DAGSTER_HOME": str(self.home)}, start_new_session=True)
+        out.close()
+        return self
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc is None:
+            return
+        pgid = self.proc.pid          # start_new_session: the group is the daemon's own pid
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=timeout if sig == signal.SIGTERM else 5)
+                # children of the group may outlive the leader for a moment
+                wait_for(lambda: not _group_alive(pgid), 5 if sig == signal.SIGTERM else 2, "daemon group")
+                break
+            except Exception:  # noqa: BLE001 - escalate to SIGKILL
+                continue
+        self.proc = None
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and pid_alive(int(entry.name)):
+            return True
+    return False
+
+
+def wait_for_run(instance, predicate, timeout: float, what: str, poll: float = 0.2):
+    """Poll the instance until predicate(instance) returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate(instance)
+        if got:
+            return got
+        time.sleep(poll)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
