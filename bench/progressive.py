@@ -33,7 +33,7 @@ def catalog_for(tmp: Path, ports: dict[str, int]) -> Path:
     for name, port in ports.items():
         source = "shop" if name.startswith("can") else "web"
         svc = json.loads(json.dumps(demo["services"][source]))
-        svc["database"]["url"] = {"env": "BENCH_DB"}
+        svc["database"]["url"] = {"env": f"BENCH_DB_{name.upper()}"}
         svc["targets"] = {"bench": {**svc["targets"]["demo"], "port": port}}
         services[name] = svc
     doc = {"project": "bench", "environments": {"bench": demo["environments"]["demo"]}, "services": services,
@@ -82,14 +82,15 @@ def main() -> int:
         repo = tmp / "sample.git"
         create_demo_repo(repo, REPO_ROOT / "examples" / "sample-service")
         pg = PostgresServer.start(stack.root / "postgres")
-        pg.create_database("bench")
         ports = {}
         for i in range(args.rounds):
             ports[f"can{i}"] = free_port()
             ports[f"bg{i}"] = free_port()
+        for name in ports:
+            pg.create_database(f"bench_{name}")
+            os.environ[f"BENCH_DB_{name.upper()}"] = pg.url(f"bench_{name}")
         catalog = catalog_for(tmp, ports)
-        os.environ.update({**env, "DEMO_REPO": str(repo), "BENCH_DB": pg.url("bench"),
-                           "DEPLOY_CATALOG": str(catalog)})
+        os.environ.update({**env, "DEMO_REPO": str(repo), "DEPLOY_CATALOG": str(catalog)})
         recon = ReconstructableRepository.for_module("deploy_pipelines.definitions", "defs",
                                                      working_directory=str(REPO_ROOT))
         (tmp / "home").mkdir()

@@ -135,6 +135,31 @@ def run_analysis(rules: list[Rule], metrics: MetricsSource, labels: dict[str, st
                     reason = (f"rule {rule.name}: inconclusive {inconclusive[rule.name]} times "
                               f"(limit {analysis.inconclusive_limit}): {m.detail}")
                     return AnalysisRun(False, reason, all_measurements, m)
+                if inconclusive[rule.name] > analysis.inconclusive_limit and analysis.on_inconclusive == "pause":
+                    # Argo Rollouts' Inconclusive pause: hold the current traffic step until the
+                    # rule can be judged again (or give up after pause_timeout and abort).
+                    log(f"{prefix}paused: {rule.name} is inconclusive ({m.detail}); traffic stays as it is "
+                        f"until it can be judged, at most {analysis.pause_timeout:.0f}s")
+                    held = time.monotonic()
+                    while m.result == INCONCLUSIVE:
+                        if time.monotonic() - held >= analysis.pause_timeout:
+                            reason = (f"rule {rule.name}: still inconclusive after a {analysis.pause_timeout:.0f}s "
+                                      f"pause: {m.detail}")
+                            return AnalysisRun(False, reason, all_measurements, m)
+                        sleep(analysis.interval)
+                        m = measure(rule, metrics, labels, since=since)
+                        all_measurements.append(m)
+                        log(f"{prefix}(paused) {m.narrate()}")
+                    inconclusive[rule.name] = 0
+                    log(f"{prefix}resumed after {time.monotonic() - held:.0f}s: {rule.name} {m.result}")
+                    if m.result == FAILED:
+                        failures[rule.name] = failures.get(rule.name, 0) + 1
+                        if failures[rule.name] > analysis.failure_limit:
+                            reason = (f"rule {rule.name}: {m.value:.4g} breached {m.threshold} for "
+                                      f"{m.window:.0f}s (window {rule.for_:.0f}s)")
+                            return AnalysisRun(False, reason, all_measurements, m)
+                    elif m.result == PENDING:
+                        pending = True
             elif m.result == PENDING:
                 pending = True
         if i >= analysis.count and not pending:

@@ -16,38 +16,13 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from deploy_pipelines.catalog import load_catalog
 from deploy_pipelines_tests.fixtures_db import postgres_server  # noqa: F401 - fixture
+from deploy_pipelines_tests.fixtures_metrics import exporter, prometheus  # noqa: F401 - fixtures
 from deploy_pipelines_tests.fixtures_stack import load_code_location
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------------- bake watch
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    from deploy_pipelines.stack.prometheus import PrometheusServer
-
-    server = PrometheusServer.start(tmp_path_factory.mktemp("prom"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def exporter(prometheus):
-    """A prometheus_client exporter whose error ratio the test sets, scraped every second."""
-    from prometheus_client import CollectorRegistry, Gauge, start_http_server
-
-    from deploy_pipelines.stack.process import free_port
-
-    registry = CollectorRegistry()
-    gauge = Gauge("app_error_ratio", "share of failed requests", ["service", "environment", "version"],
-                  registry=registry)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    (prometheus.targets_dir / "exporter.json").write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"]}]))
-    yield gauge
-    server.shutdown()
-
 
 def watch_catalog(tmp_path: Path, prometheus_url: str):
     doc = {"project": "w", "environments": {"prod": {
@@ -76,7 +51,7 @@ def wait_until(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_bake_watch_rolls_back_once_on_a_sustained_breach(prometheus, exporter, tmp_path):
+def test_bake_watch_rolls_back_once_on_a_sustained_breach(prometheus, exporter, tmp_path):  # noqa: F811
     from deploy_pipelines.adapters.metrics import PrometheusMetrics
     from deploy_pipelines.triggers.watch import evaluate_watch
 
@@ -85,8 +60,7 @@ def test_bake_watch_rolls_back_once_on_a_sustained_breach(prometheus, exporter, 
     with instance_for_test() as instance:
         ctx = build_sensor_context(instance=instance)
         assert "no promoted release" in evaluate_watch(ctx, catalog, "api", "prod", metrics).skip_message
-        exporter.labels("api", "prod", "v2.0.0").set(0.001)
-        # file_sd discovery of a new target takes a few seconds on a fresh Prometheus.
+        exporter.gauge.labels("api", "prod", "v2.0.0").set(0.001)
         wait_until(lambda: metrics.query('app_error_ratio{version="v2.0.0"}') is not None, 30, "the first scrape")
         instance.report_runless_asset_event(AssetMaterialization(
             AssetKey(["deploy", "prod", "api"]), metadata={"outcome": "promoted", "version": "v2.0.0"}))
@@ -96,7 +70,7 @@ def test_bake_watch_rolls_back_once_on_a_sustained_breach(prometheus, exporter, 
         assert isinstance(healthy, SkipReason) and "baking" in healthy.skip_message
         assert "error_rate 0.1%" in healthy.skip_message and "dry run" in healthy.skip_message
 
-        exporter.labels("api", "prod", "v2.0.0").set(0.30)
+        exporter.gauge.labels("api", "prod", "v2.0.0").set(0.30)
         started = time.monotonic()
 
         def breach():

@@ -8,6 +8,9 @@ requests each server's count is off its exact share by less than one pick per se
 (4 servers x 2 workers here). With n >= 150 requests in a step that bounds the error at ~5
 percentage points; the windows skip 0.5 s after each switch (requests already in flight)."""
 
+import json
+import re
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +38,12 @@ def catalog_for(tmp: Path, ports: dict[str, int]) -> Path:
         svc["database"]["url"] = {"env": f"PROG_{name.upper()}_DB"}
         svc["targets"] = {"prog": {**svc["targets"]["demo"], "port": ports[name]}}
         services[name] = svc
+    for name, (surge, unavailable) in (("vid", (1, 0)), ("lean", (0, 1))):
+        svc = json.loads(json.dumps(demo["services"]["app"]))
+        svc["database"]["url"] = {"env": f"PROG_{name.upper()}_DB"}
+        svc["targets"] = {"prog": {**svc["targets"]["demo"], "port": ports[name], "replicas": 3,
+                                   "strategy": {"rolling": {"max_surge": surge, "max_unavailable": unavailable}}}}
+        services[name] = svc
     services["can"]["targets"]["prog"]["strategy"] = {"canary": {"steps": [
         {"setWeight": 25, "pause": "3s"}, {"setWeight": 50, "pause": "3s"}, {"setWeight": 100}]}}
     doc = {"project": "prog", "environments": {"prog": demo["environments"]["demo"]}, "services": services,
@@ -51,7 +60,7 @@ def world(local_stack, demo_repo, tmp_path_factory):  # noqa: F811
 
     pg = PostgresServer.start(stack.root / "postgres")
     tmp = tmp_path_factory.mktemp("prog")
-    ports = {"can": free_port(), "bg": free_port()}
+    ports = {name: free_port() for name in ("can", "bg", "vid", "lean")}
     mp = pytest.MonkeyPatch()
     for name in ports:
         pg.create_database(f"prog_{name}")
@@ -63,7 +72,7 @@ def world(local_stack, demo_repo, tmp_path_factory):  # noqa: F811
     load_code_location(catalog)
     (tmp / "home").mkdir()
     with instance_for_test(temp_dir=str(tmp / "home")) as instance:
-        yield {"instance": instance, "ports": ports}
+        yield {"instance": instance, "ports": ports, "env": env}
     mp.undo()
 
 
@@ -184,3 +193,58 @@ def test_blue_green_switch_and_rollback_to_warm_blue(world):
     after = load.summary(since=done)
     assert after.total > 20 and after.by_version == {"v1.0.0": after.total}, after.by_version
     assert serving(port) == {"v1.0.0": 40}
+
+
+class RolloutWatch:
+    """Samples, every 0.1 s during a rolling release, how many instances of the service run
+    (Docker Engine API) and how many the nginx upstream sends users to (its config file)."""
+
+    def __init__(self, env: dict[str, str], service: str):
+        import docker
+
+        self.client = docker.DockerClient(base_url=env["DEPLOY_DOCKER_HOST"])
+        self.conf = Path(env["DEPLOY_NGINX_PREFIX"]) / "conf.d" / f"{service}-prog.conf"
+        self.service = service
+        self.running: list[int] = []
+        self.serving: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            found = self.client.containers.list(filters={"label": f"deploy.service={self.service}",
+                                                         "status": "running"})
+            self.running.append(len(found))
+            if self.conf.exists():
+                self.serving.append(len(re.findall(r"^\s+server 127\.0\.0\.1:", self.conf.read_text(), re.M)))
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.parametrize("service,surge,unavailable", [("vid", 1, 0), ("lean", 0, 1)])
+def test_rolling_respects_max_surge_and_max_unavailable(world, service, surge, unavailable):
+    """The video platform's RollingUpdate (maxSurge 1, maxUnavailable 0) and the opposite
+    trade-off (no extra instance, one out of service at a time), 3 replicas, under load."""
+    port = world["ports"][service]
+    warm = started_load(port)
+    assert release(world, service, "v1.0.0").success
+    warm.stop()
+    load = started_load(port)
+    with RolloutWatch(world["env"], service) as watch:
+        result = release(world, service, "v1.1.0")
+    summary = load.stop()
+    assert result.success, failure_message(world["instance"], result.run_id)
+    assert summary.failed == 0 and summary.http_errors == 0, summary
+    assert len(watch.running) > 20
+    assert max(watch.running) <= 3 + surge, watch.running
+    assert min(watch.serving) >= 3 - unavailable, watch.serving
+    # It really moved: both versions served during the rollout, only the new one at the end.
+    assert set(summary.by_version) == {"v1.0.0", "v1.1.0"}
+    assert serving(port) == {"v1.1.0": 40}

@@ -294,20 +294,24 @@ class DockerNginxPlatform(Platform):
             mine, others = running(target["digest"]), running(replace)
             if len(mine) >= spec.replicas and not others:
                 break
-            if surge == 0:
-                victims = others[:unavailable]
-                self._write(s, e, state, log, only=[c for c in mine + others if c not in victims])
+            # Scale the old version down as far as the availability floor allows (replicas -
+            # max_unavailable in service); they leave the upstream before they stop.
+            n_down = min(len(others), len(mine) + len(others) - (spec.replicas - unavailable))
+            if n_down > 0:
+                victims, others = others[:n_down], others[n_down:]
+                if mine + others:       # (replicas 1 with max_unavailable 1: an accepted gap)
+                    self._write(s, e, state, log, only=mine + others)
                 self._stop(victims, log)
-                others = others[len(victims):]
-                starts = min(unavailable, spec.replicas - len(mine))
-            else:
-                starts = min(surge, spec.replicas - len(mine))
-            for _ in range(max(starts, 0)):
+            # Scale the new version up as far as the surge ceiling allows (replicas + max_surge
+            # running); each is healthy before it joins the upstream.
+            n_up = min(spec.replicas - len(mine), spec.replicas + surge - (len(mine) + len(others)))
+            for _ in range(max(n_up, 0)):
                 mine.append(self._start(s, e, target, spec.env, spec.health_path, spec.health_timeout, log))
-            stop_n = min(len(others), max(0, len(mine) + len(others) - spec.replicas + unavailable))
-            victims = others[:stop_n]
-            self._write(s, e, state, log, only=[c for c in mine + others if c not in victims])
-            self._stop(victims, log)
+            if n_down <= 0 and n_up <= 0:
+                raise PlatformError(f"{s}/{e}: rolling update cannot progress (max_surge {surge}, "
+                                    f"max_unavailable {unavailable}, {len(mine)} new / {len(others)} old running)")
+            if n_up > 0:
+                self._write(s, e, state, log, only=mine + others)
         state["weight"] = 100
         self._write(s, e, state, log, only=running(target["digest"]))
         log(f"rolling: all {spec.replicas} instance(s) run {target['version']}")

@@ -286,6 +286,7 @@ class Analysis(Strict):
     failure_limit: int = Field(0, ge=0)
     inconclusive_limit: int = Field(0, ge=0)
     on_inconclusive: Literal["abort", "pause", "continue"] = "abort"
+    pause_timeout: Duration = 600.0               # on_inconclusive: pause holds the step at most this long
 
 
 class VerifySpec(Strict):
