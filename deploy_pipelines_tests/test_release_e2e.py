@@ -9,6 +9,7 @@ edge cases (their own test modules), sensors and schedules (test_triggers_*)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -177,3 +178,83 @@ def test_rollback_job_returns_to_previous_release(world):
                     config={"ops": {"rollback": {"config": {"to_version": "v1.1.0", "reason": "forward"}}}})
     assert again.success
     assert serving(world["port"]) == {"v1.1.0": 30}
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+RUNS = """query { runsOrError(filter: {pipelineName: "release_app_e2e"}) {
+  ... on Runs { results { runId status tags { key value } } } } }"""
+LOGS = """query($runId: ID!) { logsForRun(runId: $runId, limit: 5000) { ... on EventConnection { events {
+  __typename
+  ... on MessageEvent { message stepKey }
+  ... on MaterializationEvent { assetKey { path } metadataEntries { label
+        ... on TextMetadataEntry { text } ... on UrlMetadataEntry { url } ... on IntMetadataEntry { intValue } } }
+  ... on StepMaterializationEvent { stepKey }
+  ... on ExecutionStepOutputEvent { stepKey metadataEntries { label
+        ... on TextMetadataEntry { text } ... on UrlMetadataEntry { url } ... on IntMetadataEntry { intValue }
+        ... on TableMetadataEntry { table { records } } } }
+} } } }"""
+
+
+def test_history_is_visible_in_the_webserver_and_the_ui(world, tmp_path):
+    """The runs above, read back the way an operator does: the real dagster-webserver's GraphQL
+    API over the same DAGSTER_HOME, and the run page rendered by Chromium."""
+    import os
+    import subprocess
+
+    from deploy_pipelines.stack.process import stop_group, wait_for_http
+
+    port = free_port()
+    home = world["instance"].root_directory
+    log = open(tmp_path / "webserver.log", "wb")
+    webserver = str(Path(os.sys.executable).with_name("dagster-webserver"))
+    proc = subprocess.Popen([webserver, "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                            cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": home}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/server_info", 120, "dagster-webserver", tmp_path / "webserver.log")
+        runs = graphql(url, RUNS)["runsOrError"]["results"]
+        by_version = {next(t["value"] for t in r["tags"] if t["key"] == "deploy/version"): r for r in runs
+                      if any(t["key"] == "deploy/version" for t in r["tags"])}
+        assert by_version["v1.1.0"]["status"] == "SUCCESS" and by_version["v1.2.0"]["status"] == "FAILURE"
+        events = graphql(url, LOGS, {"runId": by_version["v1.1.0"]["runId"]})["logsForRun"]["events"]
+        messages = [e["message"] for e in events if e["__typename"] == "MessageEvent" and e.get("message")]
+        assert any(m.startswith("backup app/e2e/") and "sha256" in m for m in messages)
+        assert any("rolling: all 2 instance(s) run v1.1.0" in m for m in messages)
+        (mat,) = [e for e in events if e["__typename"] == "MaterializationEvent"]
+        assert mat["assetKey"]["path"] == ["deploy", "e2e", "app"]
+        meta = {m["label"]: m.get("text") or m.get("url") for m in mat["metadataEntries"]}
+        assert meta["outcome"] == "promoted" and meta["digest"].startswith("sha256:")
+        assert "0002" in meta["migrations"] and meta["backup_key"].startswith("app/e2e/")
+        outputs = {e["stepKey"]: {m["label"]: m for m in e["metadataEntries"]} for e in events
+                   if e["__typename"] == "ExecutionStepOutputEvent"}
+        assert outputs["build"]["digest"]["text"].startswith("sha256:")
+        assert len(outputs["backup"]["sha256"]["text"]) == 64
+        checks = [json.loads(r) for r in outputs["verify"]["checks"]["table"]["records"]]
+        assert {c["check"] for c in checks} >= {"health", "rolling: error_rate"}, checks
+
+        # The run page in a real browser (Debian's Chromium, driven by Playwright).
+        from playwright.sync_api import sync_playwright
+
+        run_id = by_version["v1.2.0"]["runId"]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/runs/{run_id}", wait_until="domcontentloaded")
+            page.get_by_text("verify failed (error_rate)", exact=False).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(tmp_path / "run.png"))
+            text = page.inner_text("body")
+            browser.close()
+        assert run_id[:8] in text and "release_app_e2e" in text
+    finally:
+        stop_group(proc.pid)
+        log.close()

@@ -7,7 +7,6 @@ process group id (the daemon, its code server and the run workers it launched; n
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from deploy_pipelines.stack.process import pid_alive, wait_for
+from deploy_pipelines.stack.process import stop_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,33 +52,9 @@ class DagsterDaemon:
     def stop(self, timeout: float = 20) -> None:
         if self.proc is None:
             return
-        pgid = self.proc.pid          # start_new_session: the group is the daemon's own pid
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=timeout if sig == signal.SIGTERM else 5)
-                # children of the group may outlive the leader for a moment
-                wait_for(lambda: not _group_alive(pgid), 5 if sig == signal.SIGTERM else 2, "daemon group")
-                break
-            except Exception:  # noqa: BLE001 - escalate to SIGKILL
-                continue
+        stop_group(self.proc.pid, timeout)      # start_new_session: the group is the daemon's pid
+        self.proc.wait(timeout=5)
         self.proc = None
-
-
-def _group_alive(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and pid_alive(int(entry.name)):
-            return True
-    return False
 
 
 def wait_for_run(instance, predicate, timeout: float, what: str, poll: float = 0.2):

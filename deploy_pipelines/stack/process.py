@@ -102,6 +102,39 @@ def stop_pid(pid: int, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None
     wait_for(lambda: not pid_alive(pid), 5, f"pid {pid} to exit after SIGKILL")
 
 
+def group_alive(pgid: int) -> bool:
+    """Is any live process still in this process group?"""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def stop_group(pgid: int, timeout: float = 20.0) -> None:
+    """Stop a process group we created (start_new_session=True: its id is the leader's pid):
+    the leader and every child it started, e.g. dagster's code servers and run workers."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pgid, os.WNOHANG)        # reap the leader if it is our child
+            except ChildProcessError:
+                pass
+            if not group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
 @dataclass
 class Managed:
     """One server process owned by a stack or a fixture: its pid file, log and port."""
