@@ -192,6 +192,8 @@ def _check(rows: list[Row], env: dict[str, str], loads, first_ok: dict[str, floa
         s = lg.summary(since=first_ok.get(name, time.time()))
         print(f"users of {name} since its first release: {s.total} requests, {s.failed} without an answer, "
               f"{s.http_errors} HTTP 5xx, answered by {s.by_version}")
+        if s.failed:
+            problems.append(f"{s.failed} request(s) to {name} got no answer during its releases")
     print(f"\ndemo took {total:.0f}s. Open the UI over this history: make ui  (then http://127.0.0.1:3000)")
     if problems:
         print("DEMO CHECKS FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
