@@ -180,6 +180,27 @@ def test_rollback_job_returns_to_previous_release(world):
     assert serving(world["port"]) == {"v1.1.0": 30}
 
 
+def test_patch_rebuilds_the_running_version_and_rolls_it_out(world):
+    """The monthly patch: what runs (v1.1.0 after the rollback test) is rebuilt on a freshly
+    pulled base without cached layers and goes through backup/deploy/verify/promote under load."""
+    from deploy_pipelines.steps.common import last_release
+
+    before = last_release(world["instance"], "app", "e2e")
+    assert before["version"] == "v1.1.0"
+    load = LoadGenerator(f"http://127.0.0.1:{world['port']}/api/items", concurrency=2).start()
+    result = release(world, "", job="patch_app_e2e",
+                     config={"ops": {"patch_source": {"config": {"reason": "test patch"}}}})
+    summary = load.stop()
+    assert result.success
+    after = last_release(world["instance"], "app", "e2e")
+    assert after["version"] == "v1.1.0" and after["commit"] == before["commit"]
+    assert after["digest"] != before["digest"]           # a new image, not the old one again
+    assert summary.failed == 0 and summary.by_version == {"v1.1.0": summary.total}, summary
+    assert serving(world["port"]) == {"v1.1.0": 30}
+    build_out = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == "patch_build"]
+    assert "-patch." in build_out[0].event_specific_data.metadata["tag"].value
+
+
 def graphql(url: str, query: str, variables: dict | None = None) -> dict:
     r = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
     r.raise_for_status()

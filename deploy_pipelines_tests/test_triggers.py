@@ -417,3 +417,62 @@ def test_other_patch_days(schedule, expected):
     spec = PatchSpec(schedule=schedule)
     assert patch_days(2027, spec) == [date(2027, m, expected(2027, m)) for m in range(1, 13)]
     assert not is_patch_day(date(2027, 3, 1), "first", calendar.FRIDAY)
+
+
+# ------------------------------------------------------------------------------------- approval gate
+
+def test_production_refuses_what_did_not_pass_staging_and_approval_records_it(tmp_path, repo, monkeypatch, instance):
+    from deploy_pipelines.definitions import build_definitions
+
+    path = tmp_path / "deploy.yaml"
+    path.write_text(yaml.safe_dump(catalog_doc(str(repo), approval="manual")))
+    for name in env_names(load_catalog(path)):
+        monkeypatch.setenv(name, "x")
+    defs = build_definitions(path)
+    push_tags(repo, "v2.0.0")
+
+    release = defs.get_job_def("release_api_production")
+    refused = release.execute_in_process(run_config={"ops": {"scan": {"config": {"version": "v2.0.0"}}}},
+                                         instance=instance, op_selection=["scan"], raise_on_error=False)
+    assert not refused.success
+    (failure,) = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "v2.0.0 has not passed staging" in failure.event_specific_data.error.message
+
+    approve = defs.get_job_def("approve_api_production")
+    early = approve.execute_in_process(run_config={"ops": {"approve": {"config": {"version": "v2.0.0"}}}},
+                                       instance=instance, raise_on_error=False)
+    assert not early.success          # nothing to approve before staging passed
+
+    record_promotion(instance, "api", "staging", "v2.0.0")
+    ok = approve.execute_in_process(run_config={"ops": {"approve": {"config": {"version": "v2.0.0",
+                                                                              "note": "CAB-42"}}}},
+                                    instance=instance)
+    assert ok.success
+    assert instance.get_run_by_id(ok.run_id).tags["deploy/version"] == "v2.0.0"
+    obs = [e for e in ok.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    meta = obs[0].event_specific_data.asset_observation.metadata
+    assert meta["outcome"].value == "approved" and meta["note"].value == "CAB-42"
+    # The promotion sensor turns this approval into the production release.
+    r = promotion_decision(load_catalog(path), "api", "production", "approve_api_production",
+                           dict(instance.get_run_by_id(ok.run_id).tags), "approve_api_production")
+    assert isinstance(r, RunRequest) and r.run_key == "api:production:v2.0.0"
+
+
+def test_the_real_sensor_skips_an_unchanged_listing_without_parsing(tmp_path, repo, monkeypatch, instance):
+    from deploy_pipelines.definitions import build_definitions
+
+    path = tmp_path / "deploy.yaml"
+    path.write_text(yaml.safe_dump(catalog_doc(str(repo))))
+    for name in env_names(load_catalog(path)):
+        monkeypatch.setenv(name, "x")
+    (sensor_def,) = [s for s in build_definitions(path).get_repository_def().sensor_defs if s.name == "tags_api"]
+    push_tags(repo, "v1.0.0")
+    first = sensor_def.evaluate_tick(build_sensor_context(instance=instance))
+    assert "baseline" in first.skip_message and first.cursor.startswith('{"fingerprint": "')
+    same = sensor_def.evaluate_tick(build_sensor_context(instance=instance, cursor=first.cursor))
+    assert same.skip_message == "no new tags (listing unchanged)" and not same.run_requests
+    push_tags(repo, "v1.1.0")
+    moved = sensor_def.evaluate_tick(build_sensor_context(instance=instance, cursor=first.cursor))
+    assert [r.run_key for r in moved.run_requests] == ["api:staging:v1.1.0"]
+    again = sensor_def.evaluate_tick(build_sensor_context(instance=instance, cursor=moved.cursor))
+    assert again.skip_message == "no new tags (listing unchanged)"

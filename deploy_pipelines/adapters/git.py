@@ -15,6 +15,19 @@ class GitError(RuntimeError):
     pass
 
 
+def parse_tag_listing(out: str) -> dict[str, str]:
+    """`git ls-remote --tags` text -> tag name -> commit (the peeled commit of annotated tags)."""
+    result: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, ref = line.split("\t", 1)
+        name = ref.removeprefix("refs/tags/")
+        if name.endswith("^{}"):
+            result[name[:-3]] = sha          # peeled annotated tag wins
+        else:
+            result.setdefault(name, sha)
+    return result
+
+
 class GitSource(ConfigurableResource, ABC):
     """Where a service's source and release tags come from."""
 
@@ -47,17 +60,12 @@ class LocalGit(GitSource):
                            f"{proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout if binary else proc.stdout.decode()
 
+    def tags_listing(self) -> str:
+        """The raw `git ls-remote --tags` text: cheap to fingerprint (has anything changed?)."""
+        return str(self._git("ls-remote", "--tags", self.repo))
+
     def tags(self) -> dict[str, str]:
-        out = self._git("ls-remote", "--tags", self.repo)
-        result: dict[str, str] = {}
-        for line in str(out).splitlines():
-            sha, ref = line.split("\t", 1)
-            name = ref.removeprefix("refs/tags/")
-            if name.endswith("^{}"):
-                result[name[:-3]] = sha          # peeled annotated tag wins
-            else:
-                result.setdefault(name, sha)
-        return result
+        return parse_tag_listing(self.tags_listing())
 
     def resolve(self, ref: str) -> str:
         tags = self.tags()

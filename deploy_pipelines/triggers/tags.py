@@ -14,16 +14,17 @@ on pushes after it exists). The cursor holds the tag names seen and the highest 
 so a tick costs one `git ls-remote` plus work proportional to the new tags only.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
 import semver
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from deploy_pipelines.adapters.git import GitError, LocalGit
+from deploy_pipelines.adapters.git import GitError, LocalGit, parse_tag_listing
 from deploy_pipelines.catalog.models import Catalog, Service
 from deploy_pipelines.steps.common import (COMMIT_TAG, KIND_TAG, TARGET_TAG, TRIGGER_TAG, VERSION_TAG,
-                                           branch_build_version, last_release, parse_version, target_key)
+                                           branch_build_version, history_key, parse_version, target_key)
 
 
 def entry_environments(catalog: Catalog, service: str) -> list[str]:
@@ -91,12 +92,16 @@ def plan_tags(new_tags: dict[str, str], service: Service, floor: semver.Version 
 
 
 def _floor(instance, service: Service, name: str, environment: str, released: str | None) -> semver.Version | None:
+    """The newest of: what runs now (the target's latest deploy event, promoted or rolled back)
+    and what this sensor released last. One indexed lookup (the asset's latest event)."""
     versions = []
-    current = last_release(instance, name, environment)
-    for text in (current or {}).get("version"), released:
+    records = instance.fetch_materializations(history_key(name, environment), limit=1).records
+    mat = records[0].asset_materialization if records else None
+    running = mat.metadata.get("version") if mat else None
+    for text in (getattr(running, "value", running), released):
         if text:
             try:
-                versions.append(parse_version(text, service))
+                versions.append(parse_version(str(text), service))
             except ValueError:
                 pass      # a branch build runs: it sets no floor for tags
     return max(versions) if versions else None
@@ -116,25 +121,39 @@ def release_request(service: str, environment: str, version: str, commit: str, t
     )
 
 
+def fingerprint(listing: str) -> str:
+    return hashlib.sha1(listing.encode()).hexdigest()[:16]
+
+
+def unchanged(cursor: str | None, fp: str) -> bool:
+    """The cursor starts with the fingerprint of the tag listing it saw: an unchanged listing is
+    recognised without decoding the cursor or parsing the listing."""
+    return bool(cursor) and cursor.startswith(f'{{"fingerprint": "{fp}"')
+
+
 def evaluate_tags(context: SensorEvaluationContext, catalog: Catalog, service: str, environment: str,
-                  tags: dict[str, str]) -> SensorResult | SkipReason:
+                  tags: dict[str, str], fp: str = "") -> SensorResult | SkipReason:
     """One tick of a tag sensor over the repository's tags (name -> commit)."""
     svc = catalog.services[service]
     state = json.loads(context.cursor) if context.cursor else None
     if state is None:
         newest = plan_tags(tags, svc, None, True).release
-        cursor = json.dumps({"seen": sorted(tags), "released": None})
+        cursor = json.dumps({"fingerprint": fp, "seen": sorted(tags), "released": None})
         return SensorResult(skip_reason=SkipReason(
             f"baseline: {len(tags)} existing tag(s) recorded, none released"
             + (f" (newest {newest[0]})" if newest else "") + "; push a new tag to release"), cursor=cursor)
     seen = set(state["seen"])
     new = {t: c for t, c in tags.items() if t not in seen}
     if not new:
-        return SkipReason(f"no new tags ({len(tags)} known)")
+        # (tags deleted or moved change the listing, not what is released)
+        return SensorResult(skip_reason=SkipReason(f"no new tags ({len(tags)} known)"),
+                            cursor=json.dumps({"fingerprint": fp, "seen": state["seen"],
+                                               "released": state.get("released")}) if fp else None)
     floor = _floor(context.instance, svc, service, environment, state.get("released"))
     plan = plan_tags(new, svc, floor, takes_prereleases(catalog, service, environment))
     context.log.info(f"{service}: {len(new)} new tag(s): {plan.narrate()}")
-    cursor = {"seen": sorted(seen | set(new)), "released": plan.release[0] if plan.release else state.get("released")}
+    cursor = {"fingerprint": fp, "seen": sorted(seen | set(new)),
+              "released": plan.release[0] if plan.release else state.get("released")}
     if plan.release is None:
         return SensorResult(skip_reason=SkipReason(f"{service} to {environment}: {plan.narrate()}"),
                             cursor=json.dumps(cursor))
@@ -180,10 +199,13 @@ def build_tag_sensors(catalog: Catalog, interval: int = 5, default_on: bool = Fa
 
         def _tags(context, service=service, environment=environment):
             try:
-                tags = _repo(catalog, service).tags()
+                listing = _repo(catalog, service).tags_listing()
             except (GitError, Exception) as exc:  # noqa: BLE001 - a repo that is down is a skipped tick
                 return SkipReason(f"{service}: cannot list tags: {exc}")
-            return evaluate_tags(context, catalog, service, environment, tags)
+            fp = fingerprint(listing)
+            if unchanged(context.cursor, fp):
+                return SkipReason("no new tags (listing unchanged)")
+            return evaluate_tags(context, catalog, service, environment, parse_tag_listing(listing), fp)
 
         sensors.append(sensor(name=f"tags_{service}", job_name=release_job_name(service, environment),
                               minimum_interval_seconds=interval, default_status=status,
