@@ -59,6 +59,17 @@ def window_stats(load, t0: float, t1: float, median_latency: float) -> dict:
             "worst_over_median": round(worst / median_latency, 1) if median_latency else None}
 
 
+def transition(load, old: str, new: str, after: float) -> float:
+    """Seconds during which users got answers from both versions: from the first answer by `new`
+    to the end of the last request `old` answered after that (0 when the cut is clean)."""
+    first_new = min((x.t for x in load.samples if x.version == new and x.t >= after), default=None)
+    if first_new is None:
+        return float("nan")
+    last_old = max((x.t + x.latency for x in load.samples if x.version == old and x.t >= first_new - 5),
+                   default=first_new)
+    return max(0.0, last_old - first_new)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -145,12 +156,16 @@ def main() -> int:
                 e = logs(instance, good.run_id)
                 t0, t1 = first(e, "green verified directly"), first(e, "traffic: 100%")
                 results["blue_green_switch"].append({"switch_s": round(t1 - t0, 3),
+                                                     "both_versions_answering_s": round(
+                                                         transition(load, "v1.0.0", "v1.1.0", t0 - 1), 3),
                                                      "median_latency_ms": round(median * 1e3, 1),
                                                      **window_stats(load, t0, t1, median)})
                 r = logs(instance, rolled.run_id)
                 t0 = first(r, "v1.0.0 is warm")
                 t1 = first([(t, m) for t, m in r if t >= t0], "traffic: 100%")
                 results["warm_rollback"].append({"switch_s": round(t1 - t0, 3),
+                                                 "both_versions_answering_s": round(
+                                                     transition(load, "v1.1.0", "v1.0.0", t0 - 1), 3),
                                                  "rollback_run_s": round(r[-1][0] - r[0][0], 2),
                                                  "served_after": sorted({s.version for s in load.samples
                                                                          if s.t > r[-1][0]}),

@@ -95,6 +95,25 @@ class AnalysisRun:
     failed: Measurement | None = None
 
 
+def _pause(rule: Rule, m: Measurement, metrics: MetricsSource, labels: dict[str, str], analysis: Analysis,
+           log: Callable[[str], None], prefix: str, since: float | None, sleep: Callable[[float], None],
+           seen: list[Measurement]) -> Measurement:
+    """Argo Rollouts' Inconclusive pause: hold the current traffic step until the rule can be
+    judged again; returns the first conclusive measurement, or the last inconclusive one when
+    pause_timeout ran out."""
+    log(f"{prefix}paused: {rule.name} is inconclusive ({m.detail}); traffic stays as it is "
+        f"until it can be judged, at most {analysis.pause_timeout:.0f}s")
+    held = time.monotonic()
+    while m.result == INCONCLUSIVE and time.monotonic() - held < analysis.pause_timeout:
+        sleep(analysis.interval)
+        m = measure(rule, metrics, labels, since=since)
+        seen.append(m)
+        log(f"{prefix}(paused) {m.narrate()}")
+    if m.result != INCONCLUSIVE:
+        log(f"{prefix}resumed after {time.monotonic() - held:.0f}s: {rule.name} {m.result}")
+    return m
+
+
 def run_analysis(rules: list[Rule], metrics: MetricsSource, labels: dict[str, str], analysis: Analysis,
                  log: Callable[[str], None], prefix: str = "", since: float | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> AnalysisRun:
@@ -123,43 +142,25 @@ def run_analysis(rules: list[Rule], metrics: MetricsSource, labels: dict[str, st
             log(f"{prefix}{m.narrate()}")
             if m.dry_run:
                 continue
-            if m.result == FAILED:
-                failures[rule.name] = failures.get(rule.name, 0) + 1
-                if failures[rule.name] > analysis.failure_limit:
-                    reason = (f"rule {rule.name}: {m.value:.4g} breached {m.threshold} for "
-                              f"{m.window:.0f}s (window {rule.for_:.0f}s)")
-                    return AnalysisRun(False, reason, all_measurements, m)
-            elif m.result == INCONCLUSIVE:
+            if m.result == INCONCLUSIVE:
                 inconclusive[rule.name] = inconclusive.get(rule.name, 0) + 1
                 if inconclusive[rule.name] > analysis.inconclusive_limit and analysis.on_inconclusive == "abort":
                     reason = (f"rule {rule.name}: inconclusive {inconclusive[rule.name]} times "
                               f"(limit {analysis.inconclusive_limit}): {m.detail}")
                     return AnalysisRun(False, reason, all_measurements, m)
                 if inconclusive[rule.name] > analysis.inconclusive_limit and analysis.on_inconclusive == "pause":
-                    # Argo Rollouts' Inconclusive pause: hold the current traffic step until the
-                    # rule can be judged again (or give up after pause_timeout and abort).
-                    log(f"{prefix}paused: {rule.name} is inconclusive ({m.detail}); traffic stays as it is "
-                        f"until it can be judged, at most {analysis.pause_timeout:.0f}s")
-                    held = time.monotonic()
-                    while m.result == INCONCLUSIVE:
-                        if time.monotonic() - held >= analysis.pause_timeout:
-                            reason = (f"rule {rule.name}: still inconclusive after a {analysis.pause_timeout:.0f}s "
-                                      f"pause: {m.detail}")
-                            return AnalysisRun(False, reason, all_measurements, m)
-                        sleep(analysis.interval)
-                        m = measure(rule, metrics, labels, since=since)
-                        all_measurements.append(m)
-                        log(f"{prefix}(paused) {m.narrate()}")
+                    m = _pause(rule, m, metrics, labels, analysis, log, prefix, since, sleep, all_measurements)
+                    if m.result == INCONCLUSIVE:
+                        reason = (f"rule {rule.name}: still inconclusive after a {analysis.pause_timeout:.0f}s "
+                                  f"pause: {m.detail}")
+                        return AnalysisRun(False, reason, all_measurements, m)
                     inconclusive[rule.name] = 0
-                    log(f"{prefix}resumed after {time.monotonic() - held:.0f}s: {rule.name} {m.result}")
-                    if m.result == FAILED:
-                        failures[rule.name] = failures.get(rule.name, 0) + 1
-                        if failures[rule.name] > analysis.failure_limit:
-                            reason = (f"rule {rule.name}: {m.value:.4g} breached {m.threshold} for "
-                                      f"{m.window:.0f}s (window {rule.for_:.0f}s)")
-                            return AnalysisRun(False, reason, all_measurements, m)
-                    elif m.result == PENDING:
-                        pending = True
+            if m.result == FAILED:
+                failures[rule.name] = failures.get(rule.name, 0) + 1
+                if failures[rule.name] > analysis.failure_limit:
+                    reason = (f"rule {rule.name}: {m.value:.4g} breached {m.threshold} for "
+                              f"{m.window:.0f}s (window {rule.for_:.0f}s)")
+                    return AnalysisRun(False, reason, all_measurements, m)
             elif m.result == PENDING:
                 pending = True
         if i >= analysis.count and not pending:

@@ -27,6 +27,16 @@ def rollback_job_name(service: str, environment: str) -> str:
     return f"rollback_{service}_{environment}"
 
 
+def deliver(release, image) -> None:
+    """The steps after the image exists, shared by releases and patches: no deploy without a
+    backup, no traffic on a version that failed verification."""
+    dump = backup(release, image)
+    applied = migrate(release, dump)
+    deployed = deploy(release, image, applied)
+    checks = verify(release, deployed)
+    promote(release, image, deployed, checks, dump, applied)
+
+
 def build_release_job(catalog: Catalog, catalog_path: str, service: str, environment: str) -> JobDefinition:
     target = catalog.services[service].targets[environment]
 
@@ -39,12 +49,7 @@ def build_release_job(catalog: Catalog, catalog_path: str, service: str, environ
          executor_def=in_process_executor)
     def _release():
         release = scan()
-        image = build(release)
-        dump = backup(release, image)
-        applied = migrate(release, dump)
-        deployed = deploy(release, image, applied)
-        checks = verify(release, deployed)
-        promote(release, image, deployed, checks, dump, applied)
+        deliver(release, build(release))
 
     return _release
 
@@ -91,12 +96,7 @@ def build_maintenance_jobs(catalog: Catalog, catalog_path: str, service: str, en
          tags={TARGET_TAG: key, KIND_TAG: "patch"}, resource_defs=resources, executor_def=in_process_executor)
     def _patch():
         release = patch_source()
-        image = patch_build(release)
-        dump = backup(release, image)
-        applied = migrate(release, dump)
-        deployed = deploy(release, image, applied)
-        checks = verify(release, deployed)
-        promote(release, image, deployed, checks, dump, applied)
+        deliver(release, patch_build(release))
 
     jobs.append(_patch)
     if catalog.environments[environment].requires:
