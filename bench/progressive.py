@@ -16,6 +16,8 @@ Each scenario runs `--rounds` times (fresh targets each round). Run:
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -59,13 +61,15 @@ def window_stats(load, t0: float, t1: float, median_latency: float) -> dict:
             "worst_over_median": round(worst / median_latency, 1) if median_latency else None}
 
 
-def transition(load, old: str, new: str, after: float) -> float:
+def transition(load, old: str, new: str, after: float, before: float) -> float:
     """Seconds during which users got answers from both versions: from the first answer by `new`
-    to the end of the last request `old` answered after that (0 when the cut is clean)."""
-    first_new = min((x.t for x in load.samples if x.version == new and x.t >= after), default=None)
+    to the end of the last request `old` answered after that (0 when the cut is clean), within
+    [after, before)."""
+    window = [x for x in load.samples if after <= x.t < before]
+    first_new = min((x.t for x in window if x.version == new), default=None)
     if first_new is None:
         return float("nan")
-    last_old = max((x.t + x.latency for x in load.samples if x.version == old and x.t >= first_new - 5),
+    last_old = max((x.t + x.latency for x in window if x.version == old and x.t >= first_new - 5),
                    default=first_new)
     return max(0.0, last_old - first_new)
 
@@ -85,6 +89,8 @@ def main() -> int:
     from deploy_pipelines.stack.postgres import PostgresServer
     from deploy_pipelines.stack.process import free_port
 
+    # SIGTERM (a CI timeout, kill PID) unwinds through `finally`: the stack stops by PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="bench-progressive-"))
     stack = LocalStack(tmp / "stack")
     env = stack.up(log=lambda *_: None)
@@ -155,9 +161,10 @@ def main() -> int:
                 median = statistics.median(s.latency for s in load.samples)
                 e = logs(instance, good.run_id)
                 t0, t1 = first(e, "green verified directly"), first(e, "traffic: 100%")
+                rollback_t0 = first(logs(instance, rolled.run_id), "v1.0.0 is warm")
                 results["blue_green_switch"].append({"switch_s": round(t1 - t0, 3),
                                                      "both_versions_answering_s": round(
-                                                         transition(load, "v1.0.0", "v1.1.0", t0 - 1), 3),
+                                                         transition(load, "v1.0.0", "v1.1.0", t0 - 1, rollback_t0), 3),
                                                      "median_latency_ms": round(median * 1e3, 1),
                                                      **window_stats(load, t0, t1, median)})
                 r = logs(instance, rolled.run_id)
@@ -165,7 +172,7 @@ def main() -> int:
                 t1 = first([(t, m) for t, m in r if t >= t0], "traffic: 100%")
                 results["warm_rollback"].append({"switch_s": round(t1 - t0, 3),
                                                  "both_versions_answering_s": round(
-                                                     transition(load, "v1.1.0", "v1.0.0", t0 - 1), 3),
+                                                     transition(load, "v1.1.0", "v1.0.0", t0 - 1, float("inf")), 3),
                                                  "rollback_run_s": round(r[-1][0] - r[0][0], 2),
                                                  "served_after": sorted({s.version for s in load.samples
                                                                          if s.t > r[-1][0]}),
@@ -174,6 +181,7 @@ def main() -> int:
                       flush=True)
     finally:
         stack.down(log=lambda *_: None)
+        shutil.rmtree(tmp, ignore_errors=True)
     summary = {
         "canary_first_bad_to_all_stable_s_max": max(x["first_bad_request_to_all_stable_s"] for x in results["canary_abort"]),
         "blue_green_switch_s_max": max(x["switch_s"] for x in results["blue_green_switch"]),
