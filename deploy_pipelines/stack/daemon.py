@@ -19,12 +19,9 @@ from deploy_pipelines.stack.process import stop_group
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def write_instance_yaml(home: Path, dequeue_interval: int = 1) -> Path:
-    """The project's dagster.yaml (one run per deploy/target) with a quick run queue."""
+def write_instance_yaml(home: Path) -> Path:
+    """The project's dagster.yaml (one run per deploy/target, a quick run queue, threaded sensors)."""
     config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
-    config.setdefault("concurrency", {}).setdefault("runs", {})
-    config["run_queue"] = {"dequeue_interval_seconds": dequeue_interval}
-    config["sensors"] = {"use_threads": True, "num_workers": 4}
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
