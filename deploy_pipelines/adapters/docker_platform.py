@@ -302,6 +302,7 @@ class DockerNginxPlatform(Platform):
                 if mine + others:       # (replicas 1 with max_unavailable 1: an accepted gap)
                     self._write(s, e, state, log, only=mine + others)
                 self._stop(victims, log)
+                self._write_targets(s, e, state)   # stopped instances leave Prometheus' targets too
             # Scale the new version up as far as the surge ceiling allows (replicas + max_surge
             # running); each is healthy before it joins the upstream.
             n_up = min(spec.replicas - len(mine), spec.replicas + surge - (len(mine) + len(others)))

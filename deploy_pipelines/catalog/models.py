@@ -309,7 +309,7 @@ class VerifySpec(Strict):
 
 class Service(Strict):
     repo: Setting                                 # any git URL or path
-    tag_pattern: str = r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+    tag_pattern: str = r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
     branch: str | None = "main"                   # commits here release to the first environment
     image: ImageSpec
     scan: ScanSpec = ScanSpec()

@@ -32,7 +32,7 @@ def history_key(service: str, environment: str) -> AssetKey:
 
 def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
-    pattern = service.tag_pattern if service else r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+    pattern = service.tag_pattern if service else r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
     m = re.match(pattern, tag)
     if not m:
         raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")

@@ -131,12 +131,18 @@ def patch_source(context, config: PatchConfig, target: DeployTarget, platform: P
     if not commit:
         raise Failure(f"{target.where}: {running.version} runs but the deploy history has no commit for it; "
                       "release it once through release_ first")
-    context.instance.add_run_tags(context.run_id, {VERSION_TAG: running.version, COMMIT_TAG: commit})
-    context.log.info(f"patching {target.service} {running.version} ({commit[:12]}) in {target.environment}: "
-                     f"{config.reason}")
-    release = ReleaseInput(service=target.service, environment=target.environment, version=running.version,
+    # The same code, a new build: semver build metadata (v1.1.0+patch.20261204) keeps its precedence
+    # equal to v1.1.0 while instances, metrics and history tell the patched build from the old one
+    # (verify rules filter by version: during the rollout both builds run).
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    version = f"{running.version.split('+', 1)[0]}+patch.{stamp}"
+    context.instance.add_run_tags(context.run_id, {VERSION_TAG: version, COMMIT_TAG: commit})
+    context.log.info(f"patching {target.service} {running.version} ({commit[:12]}) in {target.environment} as "
+                     f"{version}: {config.reason}")
+    release = ReleaseInput(service=target.service, environment=target.environment, version=version,
                            commit=commit, run_id=context.dagster_run.root_run_id or context.run_id)
-    return Output(release, metadata={"version": running.version, "commit": commit, "running_image": running.image})
+    return Output(release, metadata={"version": version, "patched_version": running.version, "commit": commit,
+                                     "running_image": running.image})
 
 
 @op(out=Out(BuiltImage), tags={"deploy/step": "build"})
@@ -146,8 +152,10 @@ def patch_build(context, release: ReleaseInput, target: DeployTarget, git: GitSo
     if svc.image.external:
         raise Failure(f"{target.where}: the image is built elsewhere (image.external): patch it there")
     repository = image_repository(target)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
-    tag = f"{release.version}-patch.{stamp}"
+    base, _, build_meta = release.version.partition("+")
+    stamp = build_meta.removeprefix("patch.") or datetime.now(timezone.utc).strftime("%Y%m%d")
+    tag = f"{base}-patch.{stamp}"              # registry tags cannot hold '+'
+
     args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
             for k, v in svc.image.build_args.items()}
     labels = {"org.opencontainers.image.version": release.version, "org.opencontainers.image.revision": release.commit,
