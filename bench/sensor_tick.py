@@ -11,7 +11,6 @@ Run: .venv/bin/python -m bench.sensor_tick [--services 200 --tags 1000]
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess

@@ -10,7 +10,7 @@ import pytest
 from deploy_pipelines.adapters.metrics import PrometheusMetrics
 from deploy_pipelines.analysis import run_analysis
 from deploy_pipelines.catalog.models import Analysis, Rule
-from deploy_pipelines_tests.fixtures_metrics import exporter, prometheus  # noqa: F401 - fixtures
+from deploy_pipelines_tests.fixtures_metrics import exporter, prometheus, reporting  # noqa: F401 - fixtures
 
 
 def rule(name, query, for_="2s", **bound):
@@ -33,32 +33,12 @@ def metrics(prometheus):  # noqa: F811
     return PrometheusMetrics(url=prometheus.url)
 
 
-def feed_latency(exporter, version: str, seconds: float, stop: threading.Event):  # noqa: F811
-    h = exporter.latency.labels("svc", "test", version)
-    while not stop.is_set():
-        h.observe(seconds)
-        time.sleep(0.01)
-
-
-def wait_scraped(metrics, query: str):
-    deadline = time.monotonic() + 20
-    while metrics.query(query) is None:
-        assert time.monotonic() < deadline, f"no data for {query}"
-        time.sleep(0.5)
-
-
 def test_healthy_version_passes_all_three_rule_kinds(exporter, metrics):  # noqa: F811
-    exporter.gauge.labels("svc", "test", "good").set(0.01)
-    stop = threading.Event()
-    threading.Thread(target=feed_latency, args=(exporter, "good", 0.08, stop), daemon=True).start()
-    try:
-        wait_scraped(metrics, 'app_error_ratio{version="good"}')
+    with reporting(exporter, metrics, "good", error_ratio=0.01, latency_s=0.08):
         time.sleep(3)
         log: list[str] = []
         result = run_analysis([ERROR, P95, AVAILABLE], metrics, labels("good"), FAST, log.append,
                               since=time.time() - 3)
-    finally:
-        stop.set()
     assert result.ok, result.reason
     text = "\n".join(log)
     assert "error_rate 1.0% (max 0.05)" in text and "availability 100.0% (min 0.95)" in text
@@ -67,23 +47,16 @@ def test_healthy_version_passes_all_three_rule_kinds(exporter, metrics):  # noqa
 
 
 def test_slow_version_fails_on_p95_latency(exporter, metrics):  # noqa: F811
-    exporter.gauge.labels("svc", "test", "slow").set(0.0)
-    stop = threading.Event()
-    threading.Thread(target=feed_latency, args=(exporter, "slow", 0.9, stop), daemon=True).start()
-    try:
-        wait_scraped(metrics, 'app_error_ratio{version="slow"}')
+    with reporting(exporter, metrics, "slow", error_ratio=0.0, latency_s=0.9):
         time.sleep(4)
         result = run_analysis([ERROR, P95], metrics, labels("slow"), FAST, lambda _m: None, since=time.time() - 4)
-    finally:
-        stop.set()
     assert not result.ok and result.failed.rule == "p95_latency_ms"
     assert "breached max 500" in result.reason
 
 
 def test_dry_run_rule_is_measured_but_never_aborts(exporter, metrics):  # noqa: F811
-    exporter.gauge.labels("svc", "test", "dry").set(0.5)
-    wait_scraped(metrics, 'app_error_ratio{version="dry"}')
-    time.sleep(3)
+    with reporting(exporter, metrics, "dry", error_ratio=0.5):
+        time.sleep(3)
     shadow = rule("error_rate_shadow", ERROR.query, max=0.05, dry_run=True)
     result = run_analysis([shadow], metrics, labels("dry"), FAST, lambda _m: None, since=time.time() - 3)
     assert result.ok
@@ -91,9 +64,8 @@ def test_dry_run_rule_is_measured_but_never_aborts(exporter, metrics):  # noqa: 
 
 
 def test_failure_limit_tolerates_that_many_failed_measurements(exporter, metrics):  # noqa: F811
-    exporter.gauge.labels("svc", "test", "flaky").set(0.2)
-    wait_scraped(metrics, 'app_error_ratio{version="flaky"}')
-    time.sleep(3)
+    with reporting(exporter, metrics, "flaky", error_ratio=0.2):
+        time.sleep(3)
     lenient = Analysis(initial_delay=0, interval=1, count=2, failure_limit=5)
     assert run_analysis([ERROR], metrics, labels("flaky"), lenient, lambda _m: None, since=time.time() - 3).ok
     strict = Analysis(initial_delay=0, interval=1, count=2, failure_limit=1)

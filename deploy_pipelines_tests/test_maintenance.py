@@ -16,7 +16,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from deploy_pipelines.catalog import load_catalog
 from deploy_pipelines_tests.fixtures_db import postgres_server  # noqa: F401 - fixture
-from deploy_pipelines_tests.fixtures_metrics import exporter, prometheus  # noqa: F401 - fixtures
+from deploy_pipelines_tests.fixtures_metrics import exporter, prometheus, wait_scraped  # noqa: F401 - fixtures
 from deploy_pipelines_tests.fixtures_stack import load_code_location
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_bake_watch_rolls_back_once_on_a_sustained_breach(prometheus, exporter, 
         ctx = build_sensor_context(instance=instance)
         assert "no promoted release" in evaluate_watch(ctx, catalog, "api", "prod", metrics).skip_message
         exporter.gauge.labels("api", "prod", "v2.0.0").set(0.001)
-        wait_until(lambda: metrics.query('app_error_ratio{version="v2.0.0"}') is not None, 30, "the first scrape")
+        wait_scraped(metrics, 'app_error_ratio{version="v2.0.0"}')
         instance.report_runless_asset_event(AssetMaterialization(
             AssetKey(["deploy", "prod", "api"]), metadata={"outcome": "promoted", "version": "v2.0.0"}))
         # Healthy: baking, no rollback (the dry-run rule breaches but never acts).

@@ -10,7 +10,6 @@ edge cases (their own test modules), sensors and schedules (test_triggers_*)."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import httpx

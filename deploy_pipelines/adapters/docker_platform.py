@@ -14,7 +14,6 @@ serves, and an instance is stopped only after no config routes to it any more.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import socket

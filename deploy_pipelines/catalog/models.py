@@ -307,9 +307,13 @@ class VerifySpec(Strict):
 
 # ---------------------------------------------------------------------------------------- services
 
+# Semantic versions with a leading v: v1.2.3, v1.2.3-rc.1, v1.2.3+patch.20261204.
+RELEASE_TAG_PATTERN = r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
+
+
 class Service(Strict):
     repo: Setting                                 # any git URL or path
-    tag_pattern: str = r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
+    tag_pattern: str = RELEASE_TAG_PATTERN
     branch: str | None = "main"                   # commits here release to the first environment
     image: ImageSpec
     scan: ScanSpec = ScanSpec()

@@ -7,12 +7,11 @@ process group id (the daemon, its code server and the run workers it launched; n
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 from deploy_pipelines.stack.process import stop_group
 
@@ -21,11 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def write_instance_yaml(home: Path) -> Path:
     """The project's dagster.yaml (one run per deploy/target, a quick run queue, threaded sensors)."""
-    config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())
     home.mkdir(parents=True, exist_ok=True)
-    path = home / "dagster.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return Path(shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml"))
 
 
 class DagsterDaemon:

@@ -19,6 +19,24 @@ def image_repository(target: DeployTarget) -> str:
     return f"{registry}/{svc.image.repository}"
 
 
+def build_image(context, target: DeployTarget, release: ReleaseInput, git: GitSource, builder: ImageBuilder,
+                tag: str, refresh_base: bool = False, labels: dict[str, str] | None = None) -> BuiltImage:
+    """Export the release commit, build it with the catalog's build args and push repository:tag."""
+    svc = target.spec
+    args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
+            for k, v in svc.image.build_args.items()}
+    labels = {"org.opencontainers.image.version": release.version,
+              "org.opencontainers.image.revision": release.commit,
+              "org.opencontainers.image.title": target.service, **(labels or {})}
+    with tempfile.TemporaryDirectory(prefix="deploy-build-") as tmp:
+        tree = git.export(release.commit, Path(tmp) / "src")
+        try:
+            return builder.build_and_push(tree / svc.image.context, svc.image.file, image_repository(target), tag,
+                                          args, labels, log=context.log.info, refresh_base=refresh_base)
+        except ImageBuildError as exc:
+            raise Failure(f"{target.where}: build of {release.version} failed: {exc}") from None
+
+
 @op(out=Out(BuiltImage), tags={"deploy/step": "build"})
 def build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, builder: ImageBuilder) -> Output:
     """Build at the tag and push (or, for external images, verify the tag exists)."""
@@ -32,18 +50,7 @@ def build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, 
         image = BuiltImage(repository, release.version, existing, release.commit)
         context.log.info(f"using the externally built {repository}:{release.version} = {existing}")
     else:
-        args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
-                for k, v in svc.image.build_args.items()}
-        labels = {"org.opencontainers.image.version": release.version,
-                  "org.opencontainers.image.revision": release.commit,
-                  "org.opencontainers.image.title": target.service}
-        with tempfile.TemporaryDirectory(prefix="deploy-build-") as tmp:
-            tree = git.export(release.commit, Path(tmp) / "src")
-            try:
-                image = builder.build_and_push(tree / svc.image.context, svc.image.file, repository,
-                                               release.version, args, labels, log=context.log.info)
-            except ImageBuildError as exc:
-                raise Failure(f"{target.where}: build of {release.version} failed: {exc}") from None
+        image = build_image(context, target, release, git, builder, release.version)
         context.log.info(f"pushed {repository}:{release.version} as {image.digest}")
     return Output(image, metadata={
         "image": image.ref,

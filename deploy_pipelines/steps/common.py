@@ -11,7 +11,7 @@ from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Fa
 from pydantic import Field, PrivateAttr
 
 from deploy_pipelines.catalog import Catalog, EnvRef, load_catalog
-from deploy_pipelines.catalog.models import Environment, Service, Target
+from deploy_pipelines.catalog.models import RELEASE_TAG_PATTERN, Environment, Service, Target
 
 TARGET_TAG = "deploy/target"
 VERSION_TAG = "deploy/version"
@@ -32,7 +32,7 @@ def history_key(service: str, environment: str) -> AssetKey:
 
 def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
-    pattern = service.tag_pattern if service else r"^v(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
+    pattern = service.tag_pattern if service else RELEASE_TAG_PATTERN
     m = re.match(pattern, tag)
     if not m:
         raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")
@@ -43,14 +43,6 @@ def parse_version(tag: str, service: Service | None = None) -> semver.Version:
 def branch_build_version(branch: str, commit: str) -> str:
     """The version name of a build from a branch commit (not a release tag): main-0123456789ab."""
     return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', branch)}-{commit[:12]}"
-
-
-def is_release_version(version: str, service: Service | None = None) -> bool:
-    try:
-        parse_version(version, service)
-        return True
-    except ValueError:
-        return False
 
 
 def resolve_setting(value, what: str):
@@ -138,28 +130,24 @@ def ensure_exclusive(context, key: str) -> None:
                       "releases of one service to one environment never overlap; retry when it ends")
 
 
-def last_release(instance, service: str, environment: str, outcome: str | None = "promoted"):
-    """Newest asset event for deploy/<env>/<service> (optionally with a given outcome) as a dict."""
-    result = instance.fetch_materializations(history_key(service, environment), limit=50)
-    for record in result.records:
+def deploy_history(instance, service: str, environment: str, limit: int = 50):
+    """deploy/<env>/<service> events, newest first: (metadata as plain values + run_id, timestamp)."""
+    for record in instance.fetch_materializations(history_key(service, environment), limit=limit).records:
         mat = record.asset_materialization
         if mat is None:
             continue
         meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        if outcome is None or meta.get("outcome") == outcome:
-            meta["run_id"] = record.run_id
-            return meta
-    return None
+        meta["run_id"] = record.run_id
+        yield meta, record.timestamp
+
+
+def last_release(instance, service: str, environment: str, outcome: str | None = "promoted"):
+    """Newest asset event for deploy/<env>/<service> (optionally with a given outcome) as a dict."""
+    return next((meta for meta, _ in deploy_history(instance, service, environment)
+                 if outcome is None or meta.get("outcome") == outcome), None)
 
 
 def passed_in(instance, service: str, environment: str, version: str) -> bool:
     """Has this version been promoted in that environment (ever)?"""
-    result = instance.fetch_materializations(history_key(service, environment), limit=200)
-    for record in result.records:
-        mat = record.asset_materialization
-        if mat is None:
-            continue
-        meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-        if meta.get("version") == version and meta.get("outcome") == "promoted":
-            return True
-    return False
+    return any(meta.get("version") == version and meta.get("outcome") == "promoted"
+               for meta, _ in deploy_history(instance, service, environment, limit=200))

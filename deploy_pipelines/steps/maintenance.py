@@ -13,14 +13,14 @@ from pydantic import Field
 from deploy_pipelines.adapters.backup_storage import BackupStorage, BackupStorageError
 from deploy_pipelines.adapters.database import Database, DatabaseError
 from deploy_pipelines.adapters.git import GitSource
-from deploy_pipelines.adapters.images import ImageBuilder, ImageBuildError
+from deploy_pipelines.adapters.images import ImageBuilder
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import BackupRecord, BuiltImage
 from deploy_pipelines.backups import prunable
 from deploy_pipelines.steps.backup import backup_metadata, take_backup
-from deploy_pipelines.steps.build import image_repository
+from deploy_pipelines.steps.build import build_image
 from deploy_pipelines.steps.common import (COMMIT_TAG, VERSION_TAG, DeployTarget, ReleaseInput, ensure_exclusive,
-                                           last_release, resolve_setting)
+                                           last_release)
 
 BACKUP_SCHEMA = TableSchema(columns=[TableColumn("backup"), TableColumn("created_at"), TableColumn("size_bytes", "int"),
                                      TableColumn("pinned_by"), TableColumn("action")])
@@ -148,24 +148,10 @@ def patch_source(context, config: PatchConfig, target: DeployTarget, platform: P
 @op(out=Out(BuiltImage), tags={"deploy/step": "build"})
 def patch_build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, builder: ImageBuilder) -> Output:
     """Rebuild the version on a freshly pulled base image, without cached layers."""
-    svc = target.spec
-    if svc.image.external:
+    if target.spec.image.external:
         raise Failure(f"{target.where}: the image is built elsewhere (image.external): patch it there")
-    repository = image_repository(target)
-    base, _, build_meta = release.version.partition("+")
-    stamp = build_meta.removeprefix("patch.") or datetime.now(timezone.utc).strftime("%Y%m%d")
-    tag = f"{base}-patch.{stamp}"              # registry tags cannot hold '+'
-
-    args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
-            for k, v in svc.image.build_args.items()}
-    labels = {"org.opencontainers.image.version": release.version, "org.opencontainers.image.revision": release.commit,
-              "org.opencontainers.image.title": target.service, "deploy.patch": stamp}
-    with tempfile.TemporaryDirectory(prefix="deploy-patch-") as tmp:
-        tree = git.export(release.commit, Path(tmp) / "src")
-        try:
-            image = builder.build_and_push(tree / svc.image.context, svc.image.file, repository, tag, args, labels,
-                                           log=context.log.info, refresh_base=True)
-        except ImageBuildError as exc:
-            raise Failure(f"{target.where}: patch build of {release.version} failed: {exc}") from None
+    tag = release.version.replace("+", "-")      # v1.1.0+patch.20261204 -> registry tag v1.1.0-patch.20261204
+    image = build_image(context, target, release, git, builder, tag, refresh_base=True,
+                        labels={"deploy.patch": release.version.partition("+")[2]})
     context.log.info(f"rebuilt {release.version} on a refreshed base: {image.digest}")
     return Output(image, metadata={"image": image.ref, "digest": image.digest, "tag": tag})

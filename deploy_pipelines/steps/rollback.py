@@ -11,7 +11,8 @@ from deploy_pipelines.adapters.migrations import load_migrations
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.steps.backup import take_backup
-from deploy_pipelines.steps.common import REASON_TAG, DeployTarget, ensure_exclusive, history_key, last_release
+from deploy_pipelines.steps.common import (REASON_TAG, DeployTarget, deploy_history, ensure_exclusive, history_key,
+                                           last_release)
 from deploy_pipelines.steps.migrate import restore_backup
 
 
@@ -21,13 +22,8 @@ class RollbackConfig(Config):
 
 
 def _find_release(instance, service: str, environment: str, version: str) -> dict | None:
-    result = instance.fetch_materializations(history_key(service, environment), limit=200)
-    for record in result.records:
-        mat = record.asset_materialization
-        meta = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat else [])}
-        if meta.get("version") == version and meta.get("image"):
-            return meta
-    return None
+    return next((meta for meta, _ in deploy_history(instance, service, environment, limit=200)
+                 if meta.get("version") == version and meta.get("image")), None)
 
 
 @op(out=Out(dict), tags={"deploy/step": "rollback"})

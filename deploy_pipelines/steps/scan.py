@@ -8,7 +8,7 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from dagster import Failure, MetadataValue, Out, Output, op
+from dagster import Failure, Out, Output, op
 
 from deploy_pipelines.adapters.database import Database
 from deploy_pipelines.adapters.git import GitError, GitSource

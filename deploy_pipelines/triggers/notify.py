@@ -6,7 +6,6 @@ log's own order, after a cursor (the last storage id handled), so "started" alwa
 "succeeded" for a run. A webhook that is down never fails anything: the message is logged as
 undelivered and the cursor moves on (a release is never held up by chat)."""
 
-import json
 from dataclasses import dataclass
 
 from dagster import DagsterEventType, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor

@@ -19,12 +19,15 @@ import json
 from dataclasses import dataclass, field
 
 import semver
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (DefaultSensorStatus, Failure, RunRequest, SensorEvaluationContext, SensorResult, SkipReason,
+                     sensor)
 
 from deploy_pipelines.adapters.git import GitError, LocalGit, parse_tag_listing
 from deploy_pipelines.catalog.models import Catalog, Service
+from deploy_pipelines.jobs import release_job_name
 from deploy_pipelines.steps.common import (COMMIT_TAG, KIND_TAG, TARGET_TAG, TRIGGER_TAG, VERSION_TAG,
-                                           branch_build_version, history_key, parse_version, target_key)
+                                           branch_build_version, deploy_history, parse_version, resolve_setting,
+                                           target_key)
 
 
 def entry_environments(catalog: Catalog, service: str) -> list[str]:
@@ -95,10 +98,9 @@ def _floor(instance, service: Service, name: str, environment: str, released: st
     """The newest of: what runs now (the target's latest deploy event, promoted or rolled back)
     and what this sensor released last. One indexed lookup (the asset's latest event)."""
     versions = []
-    records = instance.fetch_materializations(history_key(name, environment), limit=1).records
-    mat = records[0].asset_materialization if records else None
-    running = mat.metadata.get("version") if mat else None
-    for text in (getattr(running, "value", running), released):
+    newest = next(deploy_history(instance, name, environment, limit=1), None)
+    running = newest[0].get("version") if newest else None
+    for text in (running, released):
         if text:
             try:
                 versions.append(parse_version(str(text), service))
@@ -109,8 +111,6 @@ def _floor(instance, service: Service, name: str, environment: str, released: st
 
 def release_request(service: str, environment: str, version: str, commit: str, trigger: str,
                     branch_commit: bool = False) -> RunRequest:
-    from deploy_pipelines.jobs import release_job_name
-
     config = {"version": version, **({"commit": commit} if branch_commit else {})}
     return RunRequest(
         run_key=f"{service}:{environment}:{version}",
@@ -123,6 +123,11 @@ def release_request(service: str, environment: str, version: str, commit: str, t
 
 def fingerprint(listing: str) -> str:
     return hashlib.sha1(listing.encode()).hexdigest()[:16]
+
+
+def _cursor(fp: str, seen, released: str | None) -> str:
+    # The fingerprint first: unchanged() recognises it from the cursor's first characters.
+    return json.dumps({"fingerprint": fp, "seen": sorted(seen), "released": released})
 
 
 def unchanged(cursor: str | None, fp: str) -> bool:
@@ -138,28 +143,24 @@ def evaluate_tags(context: SensorEvaluationContext, catalog: Catalog, service: s
     state = json.loads(context.cursor) if context.cursor else None
     if state is None:
         newest = plan_tags(tags, svc, None, True).release
-        cursor = json.dumps({"fingerprint": fp, "seen": sorted(tags), "released": None})
         return SensorResult(skip_reason=SkipReason(
             f"baseline: {len(tags)} existing tag(s) recorded, none released"
-            + (f" (newest {newest[0]})" if newest else "") + "; push a new tag to release"), cursor=cursor)
+            + (f" (newest {newest[0]})" if newest else "") + "; push a new tag to release"),
+            cursor=_cursor(fp, tags, None))
     seen = set(state["seen"])
     new = {t: c for t, c in tags.items() if t not in seen}
     if not new:
         # (tags deleted or moved change the listing, not what is released)
         return SensorResult(skip_reason=SkipReason(f"no new tags ({len(tags)} known)"),
-                            cursor=json.dumps({"fingerprint": fp, "seen": state["seen"],
-                                               "released": state.get("released")}) if fp else None)
+                            cursor=_cursor(fp, seen, state.get("released")) if fp else None)
     floor = _floor(context.instance, svc, service, environment, state.get("released"))
     plan = plan_tags(new, svc, floor, takes_prereleases(catalog, service, environment))
     context.log.info(f"{service}: {len(new)} new tag(s): {plan.narrate()}")
-    cursor = {"fingerprint": fp, "seen": sorted(seen | set(new)),
-              "released": plan.release[0] if plan.release else state.get("released")}
+    cursor = _cursor(fp, seen | set(new), plan.release[0] if plan.release else state.get("released"))
     if plan.release is None:
-        return SensorResult(skip_reason=SkipReason(f"{service} to {environment}: {plan.narrate()}"),
-                            cursor=json.dumps(cursor))
+        return SensorResult(skip_reason=SkipReason(f"{service} to {environment}: {plan.narrate()}"), cursor=cursor)
     tag, commit = plan.release
-    return SensorResult(run_requests=[release_request(service, environment, tag, commit, "tag")],
-                        cursor=json.dumps(cursor))
+    return SensorResult(run_requests=[release_request(service, environment, tag, commit, "tag")], cursor=cursor)
 
 
 def evaluate_branch(context: SensorEvaluationContext, service: str, environment: str, branch: str,
@@ -180,15 +181,11 @@ def evaluate_branch(context: SensorEvaluationContext, service: str, environment:
 
 
 def _repo(catalog: Catalog, service: str) -> LocalGit:
-    from deploy_pipelines.steps.common import resolve_setting
-
     return LocalGit(repo=resolve_setting(catalog.services[service].repo, f"services.{service}.repo"))
 
 
 def build_tag_sensors(catalog: Catalog, interval: int = 5, default_on: bool = False) -> list:
     """tags_<service> (and branch_<service> where the catalog names a branch) per service."""
-    from deploy_pipelines.jobs import release_job_name
-
     status = DefaultSensorStatus.RUNNING if default_on else DefaultSensorStatus.STOPPED
     sensors = []
     for service, svc in catalog.services.items():
@@ -200,7 +197,7 @@ def build_tag_sensors(catalog: Catalog, interval: int = 5, default_on: bool = Fa
         def _tags(context, service=service, environment=environment):
             try:
                 listing = _repo(catalog, service).tags_listing()
-            except (GitError, Exception) as exc:  # noqa: BLE001 - a repo that is down is a skipped tick
+            except (GitError, Failure) as exc:    # a repo that is down (or unset) is a skipped tick
                 return SkipReason(f"{service}: cannot list tags: {exc}")
             fp = fingerprint(listing)
             if unchanged(context.cursor, fp):
@@ -214,7 +211,7 @@ def build_tag_sensors(catalog: Catalog, interval: int = 5, default_on: bool = Fa
             def _branch(context, service=service, environment=environment, branch=svc.branch):
                 try:
                     head = _repo(catalog, service).branch_head(branch)
-                except (GitError, Exception) as exc:  # noqa: BLE001
+                except (GitError, Failure) as exc:
                     return SkipReason(f"{service}: cannot read {branch}: {exc}")
                 return evaluate_branch(context, service, environment, branch, head)
 

@@ -10,20 +10,15 @@ from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, Sk
 from deploy_pipelines.adapters.metrics import MetricsSource, PrometheusMetrics
 from deploy_pipelines.analysis import FAILED, measure
 from deploy_pipelines.catalog.models import Catalog
-from deploy_pipelines.steps.common import (KIND_TAG, REASON_TAG, TARGET_TAG, TRIGGER_TAG, VERSION_TAG, history_key,
+from deploy_pipelines.jobs import rollback_job_name
+from deploy_pipelines.steps.common import (KIND_TAG, REASON_TAG, TARGET_TAG, TRIGGER_TAG, VERSION_TAG, deploy_history,
                                            resolve_setting, target_key)
 
 
 def promoted_release(instance, service: str, environment: str) -> tuple[dict, float] | None:
     """The newest deploy/<env>/<service> event, if it is a promotion: (metadata, timestamp)."""
-    result = instance.fetch_materializations(history_key(service, environment), limit=1)
-    for record in result.records:
-        mat = record.asset_materialization
-        meta = {k: getattr(v, "value", v) for k, v in (mat.metadata.items() if mat else [])}
-        if meta.get("outcome") == "promoted":
-            meta["run_id"] = record.run_id
-            return meta, record.timestamp
-    return None
+    newest = next(deploy_history(instance, service, environment, limit=1), None)
+    return newest if newest and newest[0].get("outcome") == "promoted" else None
 
 
 def evaluate_watch(context: SensorEvaluationContext, catalog: Catalog, service: str, environment: str,
@@ -50,7 +45,7 @@ def evaluate_watch(context: SensorEvaluationContext, catalog: Catalog, service: 
     context.log.warning(f"{service} in {environment}: {reason}: launching rollback")
     return RunRequest(
         run_key=f"rollback:{service}:{environment}:{release['run_id']}",
-        job_name=f"rollback_{service}_{environment}",
+        job_name=rollback_job_name(service, environment),
         run_config={"ops": {"rollback": {"config": {"reason": reason}}}},
         tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "rollback", VERSION_TAG: version,
               TRIGGER_TAG: "watch", REASON_TAG: reason[:200]},
@@ -70,7 +65,7 @@ def build_watch_sensors(catalog: Catalog, default_on: bool, interval: int = 5) -
                 url = resolve_setting(prometheus, f"environments.{environment}.prometheus")
                 return evaluate_watch(context, catalog, service, environment, PrometheusMetrics(url=url))
 
-            sensors.append(sensor(name=f"watch_{service}_{environment}", job_name=f"rollback_{service}_{environment}",
+            sensors.append(sensor(name=f"watch_{service}_{environment}", job_name=rollback_job_name(service, environment),
                                   minimum_interval_seconds=interval, default_status=status,
                                   description=f"{service} in {environment}: verify rules for "
                                               f"{svc.verify.bake:.0f}s after each promotion; a breach rolls back")(_watch))
