@@ -67,7 +67,7 @@ def main() -> int:
             r = tmp / f"svc{i:03d}.git"
             shutil.copytree(seed, r)
             repos.append(r)
-        docker = {"host": "unix:///nonexistent", "nginx_prefix": "/nonexistent"}
+        docker = {"host": "unix:///nonexistent"}
         doc = {"project": "bench", "environments": {"prod": {"docker": docker, "registry": "127.0.0.1:5000"}},
                "services": {f"svc{i:03d}": {"repo": str(r), "branch": None, "image": {"repository": f"b/s{i}"},
                                             "targets": {"prod": {"port": 20000 + i}}}

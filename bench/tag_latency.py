@@ -51,7 +51,7 @@ def main() -> int:
         return t
 
     push_tag("v0.0.1")
-    docker = {"host": "unix:///nonexistent", "nginx_prefix": "/nonexistent"}
+    docker = {"host": "unix:///nonexistent"}
     doc = {"project": "lat", "environments": {"prod": {"docker": docker, "registry": "127.0.0.1:5000"}},
            "services": {"svc": {"repo": str(bare), "branch": None, "image": {"repository": "lat/svc"},
                                 "scan": {"scanners": [{"name": "stop", "command": ["sh", "-c", "exit 3"],

@@ -66,7 +66,10 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
     if target.platform == "docker":
         d = env.docker
         resources["platform"] = DockerNginxPlatform(
-            docker_host=setting(d.host), nginx_prefix=setting(d.nginx_prefix),
+            service=service, environment=environment,
+            public_port=EnvVar.int(target.port.env) if isinstance(target.port, EnvRef) else target.port,
+            docker_host=setting(d.host), nginx_image=setting(d.nginx_image or EnvRef(env="DEPLOY_NGINX_IMAGE")),
+            bind_host=d.bind_host, public_host=setting(d.public_host) if d.public_host else "",
             prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)
     else:
         raise NotImplementedError(f"platform {target.platform} (service {service}, environment {environment}) "

@@ -17,11 +17,11 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "deploy.yaml"
 GOOD = {
     "project": "shop",
     "environments": {
-        "staging": {"docker": {"host": "unix:///run/podman.sock", "nginx_prefix": "/srv/nginx"},
+        "staging": {"docker": {"host": "unix:///run/podman.sock"},
                     "registry": "127.0.0.1:5000", "prometheus": "http://127.0.0.1:9090",
                     "backup_root": "file:///var/backups"},
         "production": {"requires": "staging", "approval": "manual",
-                       "docker": {"host": "unix:///run/podman.sock", "nginx_prefix": "/srv/nginx"},
+                       "docker": {"host": "unix:///run/podman.sock"},
                        "registry": "127.0.0.1:5000", "prometheus": "http://127.0.0.1:9090",
                        "backup_root": "file:///var/backups"},
     },

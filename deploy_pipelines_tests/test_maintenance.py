@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def watch_catalog(tmp_path: Path, prometheus_url: str):
     doc = {"project": "w", "environments": {"prod": {
-        "docker": {"host": "unix:///nonexistent", "nginx_prefix": "/nonexistent"},
+        "docker": {"host": "unix:///nonexistent"},
         "prometheus": prometheus_url, "registry": "127.0.0.1:5000"}},
         "services": {"api": {"repo": "/nonexistent", "image": {"repository": "w/api"},
                              "targets": {"prod": {"port": 18090}},
@@ -104,7 +104,7 @@ def db_world(postgres_server, tmp_path, monkeypatch):  # noqa: F811
         cur.execute("INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 500) g")
         cur.execute("INSERT INTO orders SELECT g FROM generate_series(1, 42) g")
     doc = {"project": "m", "environments": {"prod": {
-        "docker": {"host": "unix:///nonexistent", "nginx_prefix": "/nonexistent"},
+        "docker": {"host": "unix:///nonexistent"},
         "registry": "127.0.0.1:5000", "backup_root": str(tmp_path / "backups")}},
         "services": {"api": {"repo": "/nonexistent", "image": {"repository": "m/api"},
                              "database": {"engine": "postgres", "url": {"env": "MAINT_DB_URL"},

@@ -197,13 +197,18 @@ def test_blue_green_switch_and_rollback_to_warm_blue(world):
 
 class RolloutWatch:
     """Samples, every 0.1 s during a rolling release, how many instances of the service run
-    (Docker Engine API) and how many the nginx upstream sends users to (its config file)."""
+    (Docker Engine API) and how many the nginx upstream sends users to (its config, read from the
+    proxy container through the same API)."""
 
     def __init__(self, env: dict[str, str], service: str):
         import docker
 
+        from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
+
         self.client = docker.DockerClient(base_url=env["DEPLOY_DOCKER_HOST"])
-        self.conf = Path(env["DEPLOY_NGINX_PREFIX"]) / "conf.d" / f"{service}-prog.conf"
+        self.platform = DockerNginxPlatform(service=service, environment="prog", public_port=1,
+                                            docker_host=env["DEPLOY_DOCKER_HOST"],
+                                            nginx_image=env["DEPLOY_NGINX_IMAGE"])
         self.service = service
         self.running: list[int] = []
         self.serving: list[int] = []
@@ -212,11 +217,12 @@ class RolloutWatch:
 
     def _loop(self):
         while not self._stop.is_set():
-            found = self.client.containers.list(filters={"label": f"deploy.service={self.service}",
-                                                         "status": "running"})
+            found = self.client.containers.list(filters={"label": [f"deploy.service={self.service}",
+                                                                   "deploy.role=instance"], "status": "running"})
             self.running.append(len(found))
-            if self.conf.exists():
-                self.serving.append(len(re.findall(r"^\s+server 127\.0\.0\.1:", self.conf.read_text(), re.M)))
+            servers = self.platform.upstream_servers()
+            if servers:
+                self.serving.append(len(servers))
             time.sleep(0.1)
 
     def __enter__(self):

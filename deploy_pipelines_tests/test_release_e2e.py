@@ -26,12 +26,12 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def catalog_for(tmp: Path, port: int) -> Path:
+def catalog_for(tmp: Path, port: int, environment: str = "e2e") -> Path:
     demo = yaml.safe_load((REPO_ROOT / "examples" / "demo" / "deploy.yaml").read_text())
     app = demo["services"]["app"]
-    app["targets"] = {"e2e": {**app["targets"]["demo"], "port": port}}
-    app["database"]["url"] = {"env": "E2E_DATABASE_URL"}
-    doc = {"project": "e2e", "environments": {"e2e": demo["environments"]["demo"]},
+    app["targets"] = {environment: {**app["targets"]["demo"], "port": port}}
+    app["database"]["url"] = {"env": f"{environment.upper()}_DATABASE_URL"}
+    doc = {"project": environment, "environments": {environment: demo["environments"]["demo"]},
            "services": {"app": app}}
     path = tmp / "deploy.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -34,7 +34,7 @@ def sh(*args, cwd=None) -> str:
 
 
 def catalog_doc(repo: str, approval: str = "auto") -> dict:
-    docker = {"host": "unix:///nonexistent.sock", "nginx_prefix": "/nonexistent"}
+    docker = {"host": "unix:///nonexistent.sock"}
     return {
         "project": "t", "timezone": "Asia/Tokyo",
         "environments": {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS="postgresql mariadb-server mariadb-client docker-registry buildah podman runc skopeo busybox-static
-uidmap nginx prometheus chromium debootstrap git ca-certificates curl iptables"
+uidmap nginx prometheus chromium debootstrap git ca-certificates curl iptables openssh-server openssh-client"
 missing=()
 for p in $DEBS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,33 +1,75 @@
-"""Docker hosts behind nginx (the Docker Engine API: Docker, or Podman's service).
+"""Docker hosts behind nginx, through the Docker Engine API alone (Docker, or Podman's service):
+a local socket, `ssh://user@host` or `tcp://` with TLS reach the same code.
 
-Every instance is a container on the host network with its own port (env PORT) and labels
-deploy.service / environment / version / digest / run_id / port. nginx has one file per service
-and environment, conf.d/<service>-<env>.conf: an upstream whose weights carry the traffic split,
-a listener, and a header line `# deploy-state: {...}` recording which release is stable, which is
-new and which is kept warm: the platform's own annotation, read back by current().
+On the host, per target: instances are containers of the release image, each publishing its
+`container_port` on a host port Docker chooses (labels deploy.service / environment / version /
+digest / run_id / commit); nginx is a container the platform manages (`dp-nginx-<service>-<env>`,
+host network, the project's own nginx image) whose one config file is written with the API
+(`put_archive`) and reloaded gracefully (SIGHUP through the API: old workers finish their
+requests). Each reload is confirmed by polling a generation number the new config serves; a
+config nginx refuses is reported with `nginx -t`'s own words (an exec), and the old one keeps
+serving.
 
-Traffic moves only by rewriting that file and reloading nginx gracefully (SIGHUP: old workers
-finish their requests); each reload is confirmed by polling a generation number the new config
-serves, and an instance is stopped only after no config routes to it any more.
+The config has three listeners: the public one (upstream weights carry the traffic split), a
+preview one (the new version only: verification of canary/preview) and a stable one. Its header
+line `# deploy-state: {...}` records which release is stable, new and previous *with the workload
+each was released with*: the platform's own annotation, read back by current(), so a version that
+comes back runs with its own environment, never one copied from another version's container.
+
+Secrets (`secret_env`) are resolved from the pipeline's environment at container start, written
+into the created container as a file read by a shell wrapper before the image's entrypoint: they
+never appear in the container's configuration, labels, argv or the deploy state.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import secrets
+import shlex
 import socket
-import subprocess
+import tarfile
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
+from pydantic import PrivateAttr
 
-from deploy_pipelines.adapters.platform import DeploySpec, Log, Platform, PlatformError
+from deploy_pipelines.adapters.platform import (Capabilities, Log, Platform, PlatformError, RolloutStatus, Track,
+                                                Workload)
 from deploy_pipelines.adapters.records import DeployResult, Release
 
 L = "deploy."
 DRAIN_SECONDS = 1.0
+CONF_DIR = "/etc/deploy-nginx"
+SECRETS_FILE = "/run/deploy/secrets.env"
+NGINX_MAIN = """# written by deploy_pipelines
+worker_processes 2;
+daemon off;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 5s;
+    include /etc/deploy-nginx/conf.d/*.conf;
+}
+"""
+
+
+@dataclass
+class Instance:
+    id: str
+    name: str
+    version: str
+    digest: str
+    running: bool
+    host_port: int | None
 
 
 def _free_port(host: str) -> int:
@@ -36,105 +78,184 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _release(d: dict | None, service: str, environment: str, previous: dict | None = None) -> Release | None:
-    if not d:
-        return None
-    return Release(service, environment, d["version"], d["digest"], d["image"], d.get("run_id", ""),
-                   (previous or {}).get("version", ""), (previous or {}).get("image", ""))
+def _tar(files: dict[str, str], mode: int = 0o644, owner: int = 0) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            info.uid = info.gid = owner
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _record(workload: Workload) -> dict:
+    return {"version": workload.version, "digest": workload.digest, "image": workload.image,
+            "run_id": workload.run_id, "commit": workload.commit, "workload": workload.model_dump(mode="json")}
+
+
+def _workload(rec: dict) -> Workload | None:
+    return Workload.model_validate(rec["workload"]) if rec.get("workload") else None
 
 
 class DockerNginxPlatform(Platform):
-    """Containers through the Docker Engine API, traffic through nginx upstream weights."""
+    """Containers through the Docker Engine API, traffic through a managed nginx container."""
 
     docker_host: str
-    nginx_prefix: str
+    nginx_image: str
     prometheus_targets_dir: str | None = None
-    bind_host: str = "127.0.0.1"
-    nginx_binary: str = "nginx"
+    bind_host: str = "127.0.0.1"       # where instances publish and nginx listens, on the Docker host
+    public_host: str = ""              # how the pipeline reaches those (default: the Docker host's name)
+
+    capabilities: ClassVar[Capabilities] = Capabilities(traffic="pipeline", weight_step=1)
+    _docker = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ plumbing
-    def _client(self):
+    @property
+    def client(self):
+        if self._docker is None:
+            import docker
+
+            # ssh:// through paramiko: it reads ~/.ssh/config and known_hosts like the ssh client.
+            self._docker = docker.DockerClient(base_url=self.docker_host, timeout=120, use_ssh_client=False)
+        return self._docker
+
+    @property
+    def host(self) -> str:
+        if self.public_host:
+            return self.public_host
+        parsed = urlparse(self.docker_host)
+        if parsed.scheme in ("ssh", "tcp", "http", "https") and parsed.hostname:
+            return parsed.hostname
+        return self.bind_host
+
+    @property
+    def proxy_name(self) -> str:
+        return f"dp-nginx-{self.service}-{self.environment}"
+
+    def _labels(self, role: str) -> dict[str, str]:
+        return {f"{L}service": self.service, f"{L}environment": self.environment, f"{L}role": role}
+
+    def _instances(self, digest: str | None = None, running: bool | None = None) -> list[Instance]:
+        found = self.client.api.containers(all=True, filters={"label": [
+            f"{L}service={self.service}", f"{L}environment={self.environment}", f"{L}role=instance"]})
+        out = []
+        for c in found:
+            labels = c.get("Labels") or {}
+            port = next((p.get("PublicPort") for p in c.get("Ports") or [] if p.get("PublicPort")), None)
+            inst = Instance(c["Id"], (c.get("Names") or ["?"])[0].lstrip("/"), labels.get(f"{L}version", ""),
+                            labels.get(f"{L}digest", ""), c.get("State") == "running", port)
+            if (digest is None or inst.digest == digest) and (running is None or inst.running == running):
+                out.append(inst)
+        return out
+
+    def _url(self, inst: Instance) -> str:
+        return f"http://{self.host}:{inst.host_port}"
+
+    def _proxy(self):
         import docker
 
-        return docker.DockerClient(base_url=self.docker_host, timeout=120)
+        try:
+            return self.client.containers.get(self.proxy_name)
+        except docker.errors.NotFound:
+            return None
 
-    def _conf(self, service: str, environment: str) -> Path:
-        return Path(self.nginx_prefix) / "conf.d" / f"{service}-{environment}.conf"
-
-    def _state(self, service: str, environment: str) -> dict:
-        conf = self._conf(service, environment)
-        if not conf.exists():
+    def _state(self) -> dict:
+        proxy = self._proxy()
+        if proxy is None:
             return {}
-        m = re.search(r"^# deploy-state: (.*)$", conf.read_text(), re.M)
+        try:
+            stream, _ = proxy.get_archive(f"{CONF_DIR}/conf.d/target.conf")
+        except Exception:  # noqa: BLE001 - docker.errors.NotFound: created but never written
+            return {}
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.getmembers()[0]
+            text = tar.extractfile(member).read().decode()
+        m = re.search(r"^# deploy-state: (.*)$", text, re.M)
         return json.loads(m.group(1)) if m else {}
 
-    def _instances(self, service: str, environment: str, digest: str | None = None) -> list:
-        filters = {"label": [f"{L}service={service}", f"{L}environment={environment}"]}
-        found = self._client().containers.list(all=True, filters=filters)
-        return [c for c in found if digest is None or c.labels.get(f"{L}digest") == digest]
+    def _release(self, rec: dict | None, previous: dict | None = None) -> Release | None:
+        if not rec:
+            return None
+        return Release(self.service, self.environment, rec["version"], rec["digest"], rec["image"],
+                       rec.get("run_id", ""), (previous or {}).get("version", ""), (previous or {}).get("image", ""),
+                       rec.get("commit", ""), _workload(rec))
 
-    def _url(self, container) -> str:
-        return f"http://{self.bind_host}:{container.labels[f'{L}port']}"
-
-    def _write(self, service: str, environment: str, state: dict, log: Log, only: list | None = None) -> None:
-        """Write the upstream and reload: `only` these instances (equal shares, mid-rollout), or the
-        stable and new groups with state['weight']% of requests to new."""
-        state["generation"] = int(state.get("generation", 0)) + 1
+    # ------------------------------------------------------------------ nginx
+    def _config(self, state: dict, only: list[Instance] | None, running: list[Instance]) -> str:
+        """The whole target config: public listener (weighted), preview (new only), stable (stable only)."""
+        stable = [c for c in running if state.get("stable") and c.digest == state["stable"]["digest"]]
+        new = [c for c in running if state.get("new") and c.digest == state["new"]["digest"]]
         if only is not None:
-            servers = [(c, 1) for c in only]
+            public = [(c, 1) for c in only]
         else:
-            stable = self._instances(service, environment, state["stable"]["digest"]) if state.get("stable") else []
-            new = self._instances(service, environment, state["new"]["digest"]) if state.get("new") else []
-            stable = [c for c in stable if c.status == "running"]
-            new = [c for c in new if c.status == "running"]
             weight = int(state.get("weight", 0)) if new else 0
             if not stable:
                 weight = 100
-            servers = []
-            # w% to new: each new server w*N, each stable one (100-w)*M -> exactly w% in all.
+            public = []
+            # w% to new: each new server w*M, each stable one (100-w)*N -> exactly w% in all.
             if weight < 100:
-                servers += [(c, (100 - weight) * max(len(new), 1) if weight else 1) for c in stable]
+                public += [(c, (100 - weight) * max(len(new), 1) if weight else 1) for c in stable]
             if weight > 0:
-                servers += [(c, weight * max(len(stable), 1) if weight < 100 else 1) for c in new]
-        if not servers:
-            raise PlatformError(f"{service}/{environment}: no running instance to send traffic to")
-        name = f"dp_{service}_{environment}"
+                public += [(c, weight * max(len(stable), 1) if weight < 100 else 1) for c in new]
+        if not public:
+            raise PlatformError(f"{self.where}: no running instance to send traffic to")
+        name = f"dp_{self.service}_{self.environment}"
         lines = [f"# deploy-state: {json.dumps(state, sort_keys=True)}",
-                 f"# written by deploy_pipelines: {service} in {environment}; do not edit",
-                 f"upstream {name} {{"]
-        lines += [f"    server {self.bind_host}:{c.labels[f'{L}port']} weight={w} max_fails=0;  "
-                  f"# {c.labels[f'{L}version']}" for c, w in servers]
-        lines += ["    keepalive 32;", "}", "server {",
-                  f"    listen {self.bind_host}:{state['port']} reuseport;",
-                  f"    location = /__deploy_generation {{ return 200 \"{state['generation']}\"; }}",
-                  "    location / {",
-                  f"        proxy_pass http://{name};",
-                  "        proxy_http_version 1.1;",
-                  '        proxy_set_header Connection "";',
-                  "        proxy_set_header Host $host;",
-                  "        proxy_next_upstream error timeout http_502 non_idempotent;",
-                  "        proxy_next_upstream_tries 3;",
-                  "        proxy_connect_timeout 2s;",
-                  "    }", "}", ""]
-        conf = self._conf(service, environment)
-        conf.parent.mkdir(parents=True, exist_ok=True)
-        tmp = conf.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines))
-        tmp.replace(conf)
-        self._reload(state, log)
-        self._write_targets(service, environment, state)
+                 f"# written by deploy_pipelines: {self.service} in {self.environment}; do not edit"]
+        blocks = [(name, state["port"], public), (f"{name}_preview", state["preview_port"], [(c, 1) for c in new or stable]),
+                  (f"{name}_stable", state["stable_port"], [(c, 1) for c in stable or new or [c for c, _ in public]])]
+        for upstream, port, servers in blocks:
+            lines += [f"upstream {upstream} {{"]
+            lines += [f"    server {self.bind_host}:{c.host_port} weight={w} max_fails=0;  # {c.version}"
+                      for c, w in servers]
+            lines += ["    keepalive 32;", "}", "server {",
+                      f"    listen {self.bind_host}:{port} reuseport;",
+                      f"    location = /__deploy_generation {{ return 200 \"{state['generation']}\"; }}",
+                      "    location / {",
+                      f"        proxy_pass http://{upstream};",
+                      "        proxy_http_version 1.1;",
+                      '        proxy_set_header Connection "";',
+                      "        proxy_set_header Host $host;",
+                      "        proxy_next_upstream error timeout http_502 non_idempotent;",
+                      "        proxy_next_upstream_tries 3;",
+                      "        proxy_connect_timeout 2s;",
+                      "    }", "}"]
+        return "\n".join(lines) + "\n"
 
-    def _nginx(self, *args: str) -> None:
-        prefix = Path(self.nginx_prefix)
-        proc = subprocess.run([self.nginx_binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), *args],
-                              capture_output=True, text=True, timeout=30)
-        if proc.returncode != 0:
-            raise PlatformError(f"nginx {' '.join(args)} failed: {proc.stderr.strip()[-800:]}")
+    def _write(self, state: dict, log: Log, only: list[Instance] | None = None) -> None:
+        """Write the target's config and reload nginx: `only` these instances (equal shares,
+        mid-rollout), or stable and new with state['weight']% of requests to new."""
+        state["generation"] = int(state.get("generation", 0)) + 1
+        state.setdefault("preview_port", _free_port(self.bind_host))
+        state.setdefault("stable_port", _free_port(self.bind_host))
+        running = self._instances(running=True)
+        text = self._config(state, only, running)
+        proxy = self._proxy() or self._create_proxy()
+        proxy.put_archive(f"{CONF_DIR}/conf.d", _tar({"target.conf": text}))
+        if proxy.status != "running":
+            proxy.start()
+        else:
+            proxy.kill(signal="SIGHUP")
+        self._confirm(proxy, state)
+        self._write_targets(state, running)
 
-    def _reload(self, state: dict, log: Log) -> None:
-        self._nginx("-t", "-q")
-        self._nginx("-s", "reload")
-        url = f"http://{self.bind_host}:{state['port']}/__deploy_generation"
+    def _create_proxy(self):
+        """Create (not start) the nginx container: the first _write puts the config, then starts it."""
+        try:
+            self.client.images.get(self.nginx_image)
+        except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+            self.client.images.pull(self.nginx_image)
+        proxy = self.client.containers.create(
+            self.nginx_image, name=self.proxy_name, network_mode="host", labels=self._labels("proxy"),
+            command=["nginx", "-c", f"{CONF_DIR}/nginx.conf"])
+        proxy.put_archive("/", _tar({f"{CONF_DIR.lstrip('/')}/nginx.conf": NGINX_MAIN,
+                                     f"{CONF_DIR.lstrip('/')}/conf.d/.keep": ""}))
+        return proxy
+
+    def _confirm(self, proxy, state: dict) -> None:
+        url = f"http://{self.host}:{state['port']}/__deploy_generation"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
@@ -143,55 +264,84 @@ class DockerNginxPlatform(Platform):
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.02)
-        raise PlatformError(f"nginx did not load generation {state['generation']} within 15s")
+            time.sleep(0.01)
+        proxy.reload()
+        check = proxy.exec_run(["nginx", "-t", "-q", "-c", f"{CONF_DIR}/nginx.conf"])
+        why = check.output.decode(errors="replace").strip()[-800:] if check.exit_code else f"state {proxy.status}"
+        raise PlatformError(f"{self.where}: nginx did not load generation {state['generation']} within 15s: {why}")
 
-    def _write_targets(self, service: str, environment: str, state: dict) -> None:
+    def _write_targets(self, state: dict, running: list[Instance] | None = None) -> None:
+        """Prometheus file_sd targets: every running instance with service, environment, version, track."""
         if not self.prometheus_targets_dir:
             return
         tracks = {}
         for track in ("stable", "new", "previous"):
             if state.get(track):
-                tracks.setdefault(state[track]["digest"], track)
-        groups = []
-        for c in self._instances(service, environment):
-            if c.status != "running":
-                continue
-            groups.append({"targets": [f"{self.bind_host}:{c.labels[f'{L}port']}"],
-                           "labels": {"service": service, "environment": environment,
-                                      "version": c.labels[f"{L}version"],
-                                      "track": tracks.get(c.labels[f"{L}digest"], "other")}})
+                tracks.setdefault(state[track]["digest"], {"new": "canary"}.get(track, track))
+        groups = [{"targets": [f"{self.host}:{c.host_port}"],
+                   "labels": {"service": self.service, "environment": self.environment, "version": c.version,
+                              "track": tracks.get(c.digest, "other")}}
+                  for c in (self._instances(running=True) if running is None else running) if c.host_port]
         d = Path(self.prometheus_targets_dir)
         d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{service}-{environment}.json.tmp"
+        tmp = d / f".{self.service}-{self.environment}.json.tmp"
         tmp.write_text(json.dumps(groups))
-        tmp.replace(d / f"{service}-{environment}.json")
+        tmp.replace(d / f"{self.service}-{self.environment}.json")
 
-    def _start(self, service: str, environment: str, release: dict, env: dict[str, str], health_path: str,
-               health_timeout: float, log: Log):
-        port = _free_port(self.bind_host)
-        labels = {f"{L}service": service, f"{L}environment": environment, f"{L}version": release["version"],
-                  f"{L}digest": release["digest"], f"{L}run_id": release.get("run_id", ""), f"{L}port": str(port),
-                  f"{L}health": health_path}
-        client = self._client()
+    # ------------------------------------------------------------------ instances
+    def _start(self, workload: Workload, log: Log) -> Instance:
+        client = self.client
         try:
-            client.images.get(release["image"])
+            image = client.images.get(workload.image)
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
-            client.images.pull(release["image"])
-        name = f"{service}-{environment}-{re.sub(r'[^A-Za-z0-9_.-]', '_', release['version'])}-{secrets.token_hex(3)}"
-        container = client.containers.run(release["image"], detach=True, name=name, network_mode="host",
-                                          # APP_VERSION is the platform's to set: an instance
-                                          # cloned from another release must not inherit it.
-                                          environment={**env, "PORT": str(port), "BIND": self.bind_host,
-                                                       "APP_VERSION": release["version"]},
-                                          labels=labels, stop_signal="SIGTERM")
-        self._wait_healthy(container, health_path, health_timeout)
-        log(f"instance {name} ({release['version']}) healthy on :{port}")
-        return container
+            image = client.images.pull(workload.image)
+        labels = {**self._labels("instance"), f"{L}version": workload.version, f"{L}digest": workload.digest,
+                  f"{L}run_id": workload.run_id, f"{L}commit": workload.commit}
+        name = (f"{self.service}-{self.environment}-{re.sub(r'[^A-Za-z0-9_.-]', '_', workload.version)}-"
+                f"{secrets.token_hex(3)}")
+        # The platform sets PORT and APP_VERSION: an instance must not inherit them from elsewhere.
+        env = {**workload.env, "PORT": str(workload.container_port), "APP_VERSION": workload.version}
+        kwargs = {}
+        if workload.secret_env:
+            cfg = image.attrs.get("Config") or {}
+            argv = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
+            kwargs = {"entrypoint": ["/bin/sh", "-c", f'. {SECRETS_FILE} && exec "$@"', "deploy-secrets"],
+                      "command": argv}
+        container = client.containers.create(
+            workload.image, name=name, labels=labels, environment=env, stop_signal="SIGTERM",
+            ports={f"{workload.container_port}/tcp": (self.bind_host, None)}, **kwargs)
+        if workload.secret_env:
+            # Readable by the image's user only (numeric USER; a named one gets a world-readable file
+            # inside its own container).
+            user = ((image.attrs.get("Config") or {}).get("User") or "0").split(":")[0]
+            owner, mode = (int(user), 0o400) if user.isdigit() else (0, 0o444)
+            container.put_archive("/", _tar({SECRETS_FILE.lstrip("/"): self._secrets_file(workload)}, mode=mode,
+                                            owner=owner))
+        container.start()
+        container.reload()
+        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{workload.container_port}/tcp") or []
+        port = int(bound[0]["HostPort"]) if bound else None
+        inst = Instance(container.id, name, workload.version, workload.digest, True, port)
+        self._wait_ready(container, inst, workload)
+        log(f"instance {name} ({workload.version}) ready on :{port}")
+        return inst
 
-    def _wait_healthy(self, container, path: str, timeout: float) -> None:
-        url = self._url(container) + path
-        deadline = time.monotonic() + timeout
+    def _secrets_file(self, workload: Workload) -> str:
+        lines = []
+        for s in workload.secret_env:
+            if not s.env:
+                raise PlatformError(f"{self.where}: secret {s.name} has no `env` reference (the Docker platform "
+                                    "reads secrets from the pipeline's environment)")
+            value = os.environ.get(s.env)
+            if value is None:
+                raise PlatformError(f"{self.where}: secret {s.name}: environment variable {s.env} is not set")
+            lines.append(f"export {s.name}={shlex.quote(value)}")
+        return "\n".join(lines) + "\n"
+
+    def _wait_ready(self, container, inst: Instance, workload: Workload) -> None:
+        probe = workload.readiness
+        url = self._url(inst) + probe.path
+        deadline = time.monotonic() + probe.timeout
         last = "no answer"
         while time.monotonic() < deadline:
             try:
@@ -203,239 +353,253 @@ class DockerNginxPlatform(Platform):
                 last = type(exc).__name__
             container.reload()
             if container.status in ("exited", "dead"):
-                logs = container.logs(tail=20).decode(errors="replace")
                 break
             time.sleep(0.1)
-        else:
-            logs = container.logs(tail=20).decode(errors="replace")
+        logs = container.logs(tail=20).decode(errors="replace")
         container.remove(force=True)
-        raise PlatformError(f"instance {container.name} not healthy at {path} within {timeout:.0f}s "
-                            f"(last: {last}); its log:\n{logs}")
+        raise PlatformError(f"{self.where}: instance {inst.name} ({workload.version}) not ready at {probe.path} "
+                            f"within {probe.timeout:.0f}s (last: {last}); its log:\n{logs}")
 
-    def _stop(self, containers, log: Log) -> None:
-        if not containers:
+    def _stop(self, instances: list[Instance], log: Log) -> None:
+        if not instances:
             return
         time.sleep(DRAIN_SECONDS)   # requests already routed to them finish first
-        for c in containers:
+        import docker
+
+        for c in instances:
             try:
-                c.stop(timeout=10)
-                c.remove(force=True)
-                log(f"instance {c.name} ({c.labels.get(f'{L}version')}) stopped")
-            except Exception as exc:  # noqa: BLE001 - already gone is fine
-                if "No such container" not in str(exc) and "no such container" not in str(exc):
-                    raise
+                self.client.api.stop(c.id, timeout=10)
+                self.client.api.remove_container(c.id, force=True)
+                log(f"instance {c.name} ({c.version}) stopped")
+            except docker.errors.NotFound:
+                pass
 
-    @staticmethod
-    def _env_of(container) -> dict[str, str]:
-        env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] if "=" in e)
-        for k in ("PORT", "BIND", "APP_VERSION", "PATH", "HOSTNAME", "container", "HOME", "PYTHONUNBUFFERED"):
-            env.pop(k, None)
-        return env
+    # ------------------------------------------------------------------ reading
+    def current(self) -> Release | None:
+        state = self._state()
+        return self._release(state.get("stable"), state.get("previous"))
 
-    # ------------------------------------------------------------------ Platform API
-    def current(self, service: str, environment: str) -> Release | None:
-        state = self._state(service, environment)
-        return _release(state.get("stable"), service, environment, state.get("previous"))
+    def public_url(self) -> str:
+        return f"http://{self.host}:{self.public_port}"
 
-    def public_url(self, service: str, environment: str) -> str:
-        state = self._state(service, environment)
-        return f"http://{self.bind_host}:{state['port']}" if state.get("port") else ""
+    def verification_url(self, track: Track) -> str:
+        state = self._state()
+        if not state:
+            return ""
+        if track == "stable":
+            return f"http://{self.host}:{state['stable_port']}" if state.get("stable") else ""
+        return f"http://{self.host}:{state['preview_port']}" if (state.get("new") or state.get("stable")) else ""
 
-    def endpoints(self, service: str, environment: str, track: str = "new") -> list[str]:
-        state = self._state(service, environment)
-        rel = state.get(track) or (state.get("stable") if track == "new" else None)
-        if not rel:
+    def status(self) -> RolloutStatus:
+        state = self._state()
+        counts: dict[str, int] = {}
+        for c in self._instances(running=True):
+            counts[c.version] = counts.get(c.version, 0) + 1
+        stable, new = self._release(state.get("stable")), self._release(state.get("new"))
+        if not state or (stable is None and new is None):
+            phase = "none"
+        elif new is not None:
+            phase = "progressing" if counts.get(new.version) else "degraded"
+        else:
+            phase = "healthy" if counts.get(stable.version, 0) >= (stable.workload.replicas if stable.workload else 1) \
+                else "degraded"
+        return RolloutStatus(phase=phase, stable=stable, new=new, weight=int(state.get("weight", 0)) if new else 0,
+                             instances=counts, message=state.get("mode") or "")
+
+    def upstream_servers(self) -> list[tuple[str, int]]:
+        """(version, weight) of each server on the public listener, as nginx has it now."""
+        proxy = self._proxy()
+        if proxy is None:
             return []
-        return [self._url(c) for c in self._instances(service, environment, rel["digest"]) if c.status == "running"]
+        stream, _ = proxy.get_archive(f"{CONF_DIR}/conf.d/target.conf")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            text = tar.extractfile(tar.getmembers()[0]).read().decode()
+        public = text.split("upstream ", 2)[1]
+        return [(v, int(w)) for w, v in re.findall(r"weight=(\d+) max_fails=0;  # (\S+)", public)]
 
-    def deploy(self, spec: DeploySpec, log: Log) -> DeployResult:
-        s, e = spec.service, spec.environment
-        state = self._state(s, e)
-        state["port"] = spec.port
-        new = {"version": spec.version, "digest": spec.digest, "image": spec.image, "run_id": spec.run_id}
+    # ------------------------------------------------------------------ changes
+    def deploy(self, workload: Workload, strategy, log: Log) -> DeployResult:
+        state = self._state()
+        state["port"] = self.public_port
+        new = _record(workload)
         stable = state.get("stable")
-        previous_release = _release(stable, s, e)
-        if state.get("new") and state["new"]["digest"] != spec.digest:
+        kind = strategy.kind
+        if state.get("new") and state["new"]["digest"] != workload.digest:
             log(f"a previous attempt left {state['new']['version']} behind: removing it first")
-            self.abort(s, e, "superseded by a new deploy", log)
-            state = self._state(s, e) | {"port": spec.port}
-        if stable and stable["digest"] == spec.digest and not state.get("new"):
-            log(f"{spec.version} ({spec.digest[:19]}) already serves: nothing to deploy")
-            state["new"] = new
-            state["weight"] = 100
-            self._write(s, e, state, log)
-        elif not stable or spec.strategy == "rolling":
-            state.update(new=new, weight=100 if not stable else state.get("weight", 0), mode=spec.strategy)
-            self._roll(spec, state, new, log)
+            self.abort("superseded by a new deploy", log)
+            state = self._state() | {"port": self.public_port}
+            stable = state.get("stable")
+        if stable and stable["digest"] == workload.digest and not state.get("new"):
+            log(f"{workload.version} ({workload.digest[:19]}) already serves: nothing to deploy")
+            state.update(new=new, weight=100)
+            self._write(state, log)
+        elif not stable or kind == "rolling":
+            state.update(new=new, weight=100 if not stable else state.get("weight", 0), mode=kind)
+            self._roll(workload, strategy, state, log)
         else:
             # blue-green / canary: the new version starts beside stable with no user traffic.
-            state.update(new=new, weight=0, mode=spec.strategy)
-            have = [c for c in self._instances(s, e, spec.digest) if c.status == "running"]
-            for _ in range(spec.replicas - len(have)):
-                self._start(s, e, new, spec.env, spec.health_path, spec.health_timeout, log)
-            self._write(s, e, state, log)
-            log(f"{spec.strategy}: {spec.replicas} instance(s) of {spec.version} ready beside "
+            state.update(new=new, weight=0, mode=kind)
+            have = self._instances(workload.digest, running=True)
+            for _ in range(workload.replicas - len(have)):
+                self._start(workload, log)
+            self._write(state, log)
+            log(f"{kind}: {workload.replicas} instance(s) of {workload.version} ready beside "
                 f"{stable['version']}, no user traffic yet")
-        return DeployResult(new=_release(new, s, e, stable), previous=previous_release, strategy=spec.strategy,
-                            endpoints=self.endpoints(s, e, "new"), public_url=self.public_url(s, e))
+        track = "stable" if kind == "rolling" or not stable else "preview"
+        return DeployResult(new=self._release(new, stable), previous=self._release(stable), strategy=kind,
+                            endpoints=[self.verification_url(track)], public_url=self.public_url())
 
-    def _roll(self, spec: DeploySpec, state: dict, target: dict, log: Log, replace: str | None = None) -> None:
-        """Replace the instances of digest `replace` (default: stable's) by instances of target,
+    def _roll(self, workload: Workload, strategy, state: dict, log: Log, replace: str | None = None) -> None:
+        """Replace the instances of digest `replace` (default: stable's) by instances of workload,
         max_surge / max_unavailable at a time; instances leave the upstream before they stop."""
-        s, e = spec.service, spec.environment
-        surge, unavailable = max(spec.max_surge, 0), max(spec.max_unavailable, 0)
+        surge = max(getattr(strategy, "max_surge", 1), 0)
+        unavailable = max(getattr(strategy, "max_unavailable", 0), 0)
         replace = replace or (state.get("stable") or {}).get("digest")
+        replicas = workload.replicas
 
         def running(digest):
-            return [c for c in self._instances(s, e, digest) if c.status == "running"] if digest else []
+            return self._instances(digest, running=True) if digest else []
 
         while True:
-            mine, others = running(target["digest"]), running(replace)
-            if len(mine) >= spec.replicas and not others:
+            mine, others = running(workload.digest), running(replace)
+            if len(mine) >= replicas and not others:
                 break
             # Scale the old version down as far as the availability floor allows (replicas -
             # max_unavailable in service); they leave the upstream before they stop.
-            n_down = min(len(others), len(mine) + len(others) - (spec.replicas - unavailable))
+            n_down = min(len(others), len(mine) + len(others) - (replicas - unavailable))
             if n_down > 0:
                 victims, others = others[:n_down], others[n_down:]
                 if mine + others:       # (replicas 1 with max_unavailable 1: an accepted gap)
-                    self._write(s, e, state, log, only=mine + others)
+                    self._write(state, log, only=mine + others)
                 self._stop(victims, log)
-                self._write_targets(s, e, state)   # stopped instances leave Prometheus' targets too
+                self._write_targets(state)   # stopped instances leave Prometheus' targets too
             # Scale the new version up as far as the surge ceiling allows (replicas + max_surge
-            # running); each is healthy before it joins the upstream.
-            n_up = min(spec.replicas - len(mine), spec.replicas + surge - (len(mine) + len(others)))
+            # running); each is ready before it joins the upstream.
+            n_up = min(replicas - len(mine), replicas + surge - (len(mine) + len(others)))
             for _ in range(max(n_up, 0)):
-                mine.append(self._start(s, e, target, spec.env, spec.health_path, spec.health_timeout, log))
+                mine.append(self._start(workload, log))
             if n_down <= 0 and n_up <= 0:
-                raise PlatformError(f"{s}/{e}: rolling update cannot progress (max_surge {surge}, "
+                raise PlatformError(f"{self.where}: rolling update cannot progress (max_surge {surge}, "
                                     f"max_unavailable {unavailable}, {len(mine)} new / {len(others)} old running)")
             if n_up > 0:
-                self._write(s, e, state, log, only=mine + others)
+                self._write(state, log, only=mine + others)
         state["weight"] = 100
-        self._write(s, e, state, log, only=running(target["digest"]))
-        log(f"rolling: all {spec.replicas} instance(s) run {target['version']}")
+        self._write(state, log, only=running(workload.digest))
+        log(f"rolling: all {replicas} instance(s) run {workload.version}")
 
-    def set_weight(self, service: str, environment: str, weight: int, log: Log) -> None:
-        state = self._state(service, environment)
+    def set_weight(self, weight: int, log: Log) -> None:
+        state = self._state()
         if not state.get("new"):
-            raise PlatformError(f"{service}/{environment}: no new version to send traffic to")
+            raise PlatformError(f"{self.where}: no new version to send traffic to")
         state["weight"] = max(0, min(100, int(weight)))
-        self._write(service, environment, state, log)
+        self._write(state, log)
         log(f"traffic: {state['weight']}% {state['new']['version']}, "
             f"{100 - state['weight']}% {(state.get('stable') or {}).get('version', '-')}")
 
-    def promote(self, service: str, environment: str, log: Log, keep_previous_seconds: float = 0) -> Release:
-        state = self._state(service, environment)
+    def promote(self, log: Log, keep_previous_seconds: float = 0) -> Release:
+        state = self._state()
         if not state.get("new"):
-            current = self.current(service, environment)
+            current = self.current()
             if current is None:
-                raise PlatformError(f"{service}/{environment}: nothing to promote")
+                raise PlatformError(f"{self.where}: nothing to promote")
             log(f"{current.version} is already stable")
             return current
         if state.get("weight") != 100:
             state["weight"] = 100
-            self._write(service, environment, state, log)
+            self._write(state, log)
         old, new = state.get("stable"), state["new"]
-        # An older warm release is replaced by this one's predecessor.
         older = state.get("previous")
         if old and old["digest"] != new["digest"]:
             state["previous"] = old
         state.update(stable=new, new=None, weight=0, mode=None)
-        if keep_previous_seconds and old:
-            state["previous_expires"] = time.time() + keep_previous_seconds
-        self._write(service, environment, state, log)
+        state.pop("previous_expires", None)
+        if keep_previous_seconds and old and old["digest"] != new["digest"]:
+            state["previous_expires"] = self._clock() + keep_previous_seconds
+        self._write(state, log)
         if old and old["digest"] != new["digest"] and not keep_previous_seconds:
-            self._stop(self._instances(service, environment, old["digest"]), log)
+            self._stop(self._instances(old["digest"]), log)
         if older and older["digest"] not in (new["digest"], (old or {}).get("digest")):
-            self._stop(self._instances(service, environment, older["digest"]), log)
-        if keep_previous_seconds and old:
+            self._stop(self._instances(older["digest"]), log)
+        if keep_previous_seconds and old and old["digest"] != new["digest"]:
             log(f"{old['version']} kept warm for {keep_previous_seconds:.0f}s as the instant rollback target")
-        return _release(new, service, environment, old)
+        return self._release(new, old)
 
-    def abort(self, service: str, environment: str, reason: str, log: Log) -> Release | None:
-        state = self._state(service, environment)
+    def abort(self, reason: str, log: Log) -> Release | None:
+        state = self._state()
         new, stable = state.get("new"), state.get("stable")
         if not new:
-            return self.current(service, environment)
-        bad = self._instances(service, environment, new["digest"])
+            return self.current()
+        bad = self._instances(new["digest"])
         if stable is None:
             # The very first release failed: nothing to go back to; stop serving the bad one.
-            self._conf(service, environment).unlink(missing_ok=True)
-            self._nginx("-s", "reload")
+            proxy = self._proxy()
+            if proxy is not None:
+                proxy.remove(force=True)
             self._stop(bad, log)
             log(f"aborted {new['version']}: {reason}; nothing was stable before")
             return None
-        running_stable = [c for c in self._instances(service, environment, stable["digest"]) if c.status == "running"]
-        if running_stable:
-            state.update(new=None, weight=0)
-            self._write(service, environment, state, log)      # traffic back to stable at once
+        if self._instances(stable["digest"], running=True):
+            state.update(new=None, weight=0, mode=None)
+            self._write(state, log)      # traffic back to stable at once
             log(f"aborted: traffic 100% on {stable['version']} again ({reason})")
             self._stop(bad, log)
         else:
-            # Rolling already replaced stable: roll stable's image back in, instance by instance.
-            template = bad[0] if bad else None
-            env = self._env_of(template) if template else {}
-            spec = DeploySpec(service=service, environment=environment, version=stable["version"],
-                              image=stable["image"], digest=stable["digest"], run_id=stable.get("run_id", ""),
-                              replicas=max(len(bad), 1), port=state["port"],
-                              health_path=(template.labels.get(f"{L}health", "/health") if template else "/health"),
-                              env=env)
-            log(f"aborting: rolling {stable['version']} back in ({reason})")
-            self._roll(spec, state, stable, log, replace=new["digest"])
-            state.update(stable=stable, new=None, weight=0)
-            self._write(service, environment, state, log)
-        self._write_targets(service, environment, state)
-        return _release(stable, service, environment, state.get("previous"))
+            # Rolling already replaced stable: stable comes back from its own release record.
+            workload = self._restorable(stable)
+            log(f"aborting: rolling {stable['version']} back in with its own release's workload ({reason})")
+            self._roll(workload, None, state, log, replace=new["digest"])
+            state.update(stable=stable, new=None, weight=0, mode=None)
+            self._write(state, log)
+        return self._release(stable, state.get("previous"))
 
-    def rollback(self, service: str, environment: str, log: Log, to_image: str | None = None,
-                 to_version: str | None = None) -> Release:
-        state = self._state(service, environment)
+    def _restorable(self, rec: dict) -> Workload:
+        workload = _workload(rec)
+        if workload is None:
+            raise PlatformError(f"{self.where}: the release record of {rec['version']} has no workload: cannot "
+                                "bring it back exactly; release it again")
+        return workload
+
+    def rollback(self, log: Log, to: Workload | None = None) -> Release:
+        state = self._state()
         stable = state.get("stable")
         if not stable:
-            raise PlatformError(f"{service}/{environment}: nothing runs")
+            raise PlatformError(f"{self.where}: nothing runs")
         if state.get("new"):
-            self.abort(service, environment, "rollback requested", log)
-            state = self._state(service, environment)
-        target = state.get("previous")
-        if to_image:
-            digest = to_image.split("@", 1)[1] if "@" in to_image else ""
-            target = {"version": to_version or digest[:19], "digest": digest, "image": to_image, "run_id": ""}
+            self.abort("rollback requested", log)
+            state = self._state()
+        target = _record(to) if to else state.get("previous")
         if not target:
-            raise PlatformError(f"{service}/{environment}: no previous release to roll back to")
+            raise PlatformError(f"{self.where}: no previous release to roll back to")
         if target["digest"] == stable["digest"]:
             log(f"{stable['version']} already serves")
-            return _release(stable, service, environment, state.get("previous"))
-        warm = [c for c in self._instances(service, environment, target["digest"]) if c.status == "running"]
-        current = [c for c in self._instances(service, environment, stable["digest"]) if c.status == "running"]
+            return self._release(stable, state.get("previous"))
+        warm = self._instances(target["digest"], running=True)
         if warm:
             log(f"{target['version']} is warm ({len(warm)} instance(s)): switching traffic back at once")
             state.update(new=target, weight=100)
-            self._write(service, environment, state, log)
+            self._write(state, log)
             log(f"traffic: 100% {target['version']} (warm rollback), 0% {stable['version']}")
         else:
-            template = current[0] if current else None
-            spec = DeploySpec(service=service, environment=environment, version=target["version"],
-                              image=target["image"], digest=target["digest"], replicas=max(len(current), 1),
-                              port=state["port"], env=self._env_of(template) if template else {},
-                              health_path=template.labels.get(f"{L}health", "/health") if template else "/health")
-            log(f"redeploying {target['version']} from {target['image']}")
-            self._roll(spec, state, target, log, replace=stable["digest"])
-        state.update(stable=target, previous=stable, new=None, weight=0)
+            workload = self._restorable(target)
+            log(f"redeploying {target['version']} from {target['image']} with its own release's workload")
+            state["new"] = target
+            self._roll(workload, None, state, log, replace=stable["digest"])
+        state.update(stable=target, previous=stable, new=None, weight=0, mode=None)
         state.pop("previous_expires", None)
-        self._write(service, environment, state, log)
-        self._stop([c for c in self._instances(service, environment, stable["digest"]) if c.status == "running"]
-                   if warm else [], log)
-        return _release(target, service, environment, stable)
+        self._write(state, log)
+        if warm:
+            self._stop(self._instances(stable["digest"]), log)
+        return self._release(target, stable)
 
-    def cleanup(self, service: str, environment: str, log: Log) -> list[str]:
-        state = self._state(service, environment)
-        expires = state.get("previous_expires")
-        prev = state.get("previous")
-        if not prev or not expires or time.time() < expires:
+    def cleanup(self, log: Log) -> list[str]:
+        state = self._state()
+        expires, prev = state.get("previous_expires"), state.get("previous")
+        if not prev or not expires or self._clock() < expires:
             return []
-        victims = self._instances(service, environment, prev["digest"])
+        victims = self._instances(prev["digest"])
         state.pop("previous_expires", None)
-        self._write(service, environment, state, log)
+        self._write(state, log)
         self._stop(victims, log)
+        if victims:
+            log(f"keep_previous passed: {prev['version']} removed ({len(victims)} instance(s))")
         return [c.name for c in victims]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict
+
 
 @dataclass(frozen=True)
 class BuiltImage:
@@ -46,6 +48,46 @@ class Migration:
     sha256: str = ""
 
 
+class SecretEnv(BaseModel):
+    """A secret the workload receives as an environment variable, by reference: `env` names the
+    variable on the pipeline side that holds it (Docker), `secret`/`key` a Kubernetes Secret,
+    `value_from` an ECS Secrets Manager / SSM ARN. Never a value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str
+    env: str | None = None
+    secret: str | None = None
+    key: str | None = None
+    value_from: str | None = None
+
+
+class Probe(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    path: str = "/health"
+    timeout: float = 30.0          # how long a starting instance may take to pass it
+    period: float = 1.0
+    failure_threshold: int = 3
+
+
+class Workload(BaseModel):
+    """One release of one service, as every platform runs it. Serializable: it is stored with the
+    release on the platform and in the deploy history, so a version can come back exactly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    version: str
+    image: str                     # repository@sha256:... (never a mutable tag)
+    digest: str
+    commit: str = ""
+    run_id: str = ""
+    container_port: int = 8080
+    replicas: int = 1
+    env: dict[str, str] = {}       # plain settings only
+    secret_env: tuple[SecretEnv, ...] = ()
+    readiness: Probe = Probe()
+    liveness: Probe | None = None
+    resources: dict[str, str] = {}  # cpu / memory as the catalog writes them
+
+
 @dataclass(frozen=True)
 class Release:
     """What runs on a target, as read from the platform's own labels."""
@@ -58,6 +100,8 @@ class Release:
     run_id: str = ""
     previous_version: str = ""
     previous_image: str = ""
+    commit: str = ""
+    workload: Workload | None = None     # what it was released with (env, secret refs, probes)
 
 
 @dataclass

@@ -66,9 +66,13 @@ Cron = Annotated[str, BeforeValidator(lambda v: _check_cron(v) if isinstance(v, 
 # ---------------------------------------------------------------------------------------- environments
 
 class DockerConnection(Strict):
-    host: Setting                                 # unix:///... socket of the Docker Engine API (Docker or Podman)
-    nginx_prefix: Setting                         # the nginx prefix dir whose conf.d/ the platform writes
+    host: Setting                                 # Docker Engine API: unix:///... socket, ssh://user@host, tcp://host:2376
+    nginx_image: Setting | None = None            # the proxy image the platform runs (default: $DEPLOY_NGINX_IMAGE)
+    bind_host: str = "127.0.0.1"                  # where instances publish and nginx listens, on that host
+    public_host: Setting | None = None            # how the pipeline reaches that host (default: from `host`)
     prometheus_targets: Setting | None = None     # file_sd dir where scrape targets are written
+    nginx_prefix: Setting | None = Field(None, deprecated="nginx runs as a container the platform manages; "
+                                                          "nginx_prefix is ignored")
 
 
 class Environment(Strict):
@@ -233,6 +237,7 @@ class Target(Strict):
     platform: Literal["docker", "kubernetes", "ecs"] = "docker"
     replicas: int = Field(1, ge=1, le=100)
     port: Annotated[int, Field(ge=1, le=65535)] | EnvRef   # where users reach it (nginx listener / Service port)
+    container_port: int = Field(8080, ge=1, le=65535)      # what the container listens on (it also gets $PORT)
     strategy: Strategy = Rolling()
     env: dict[str, Setting] = {}                  # passed to the app; {env: NAME} for secrets
     database_env: str | None = "DATABASE_URL"     # the app receives the database URL under this name
@@ -249,6 +254,8 @@ class Target(Strict):
 
 class HealthCheck(Strict):
     path: str = Field("/health", pattern=r"^/")
+    readiness: str | None = Field(None, pattern=r"^/")   # ready for traffic (default: path)
+    liveness: str | None = Field(None, pattern=r"^/")    # alive (restart when failing), where the platform has it
     timeout: Duration = 30.0
     interval: Duration = 5.0
 
@@ -403,7 +410,7 @@ class Catalog(Strict):
                     continue
                 if target.platform == "docker" and env.docker is None:
                     problems.append(f"{where}.platform: docker needs environments.{env_name}.docker "
-                                    f"(host, nginx_prefix) [service {svc_name}, environment {env_name}]")
+                                    f"(host) [service {svc_name}, environment {env_name}]")
                 if svc.verify.rules and env.prometheus is None:
                     problems.append(f"services.{svc_name}.verify.rules: environment {env_name} has no "
                                     f"prometheus URL [service {svc_name}, environment {env_name}]")

@@ -16,9 +16,11 @@ from pathlib import Path
 
 from deploy_pipelines.stack.process import StackError, run
 
-PACKAGES = ["python3", "python3-psycopg2", "python3-prometheus-client", "ca-certificates"]
+# nginx-light: the same rootfs is also the nginx image the Docker platform runs its proxy from.
+PACKAGES = ["python3", "python3-psycopg2", "python3-prometheus-client", "ca-certificates", "nginx-light"]
 SUITE = "bookworm"
 NAME = "deploy-pipelines/python-base"
+NGINX_NAME = "deploy-pipelines/nginx"
 
 
 def apt_mirror() -> str:
@@ -70,30 +72,31 @@ def rootfs_tarball(refresh: bool = False, log=print) -> Path:
 
 
 def ensure_base_image(registry: str, env: dict[str, str] | None = None, refresh: bool = False,
-                      log=print) -> str:
-    """Push the base image to registry (once per registry unless refresh); returns repo@digest."""
+                      log=print, name: str = NAME, cmd: str = "python3") -> str:
+    """Push the base image to registry (once per registry unless refresh); returns repo@digest.
+    name/cmd: the nginx image is the same rootfs under another name, run as nginx."""
     from deploy_pipelines.adapters.registry import OciRegistry
 
-    ref = f"{registry}/{NAME}:{SUITE}"
+    ref = f"{registry}/{name}:{SUITE}"
     reg = OciRegistry(registry)
-    existing = reg.manifest_digest(NAME, SUITE)
+    existing = reg.manifest_digest(name, SUITE)
     if existing and not refresh:
-        return f"{registry}/{NAME}@{existing}"
+        return f"{registry}/{name}@{existing}"
     tar = rootfs_tarball(refresh=refresh, log=log)
     env = {**os.environ, **(env or {})}
-    name = f"deploy-base-{os.getpid()}-{int(time.time())}"
-    run(["buildah", "from", "--name", name, "scratch"], "buildah from scratch", env=env)
+    work = f"deploy-base-{os.getpid()}-{int(time.time())}"
+    run(["buildah", "from", "--name", work, "scratch"], "buildah from scratch", env=env)
     try:
-        run(["buildah", "add", name, str(tar), "/"], "buildah add base rootfs", env=env, timeout=600)
-        run(["buildah", "config", "--env", "PYTHONUNBUFFERED=1", "--cmd", "python3", name],
+        run(["buildah", "add", work, str(tar), "/"], "buildah add base rootfs", env=env, timeout=600)
+        run(["buildah", "config", "--env", "PYTHONUNBUFFERED=1", "--cmd", cmd, work],
             "buildah config", env=env)
-        run(["buildah", "commit", "--rm", name, ref], "buildah commit base", env=env, timeout=600)
+        run(["buildah", "commit", "--rm", work, ref], "buildah commit base", env=env, timeout=600)
     except Exception:
-        subprocess.run(["buildah", "rm", name], capture_output=True, env=env)
+        subprocess.run(["buildah", "rm", work], capture_output=True, env=env)
         raise
     with tempfile.TemporaryDirectory() as tmp:
         digest_file = Path(tmp) / "digest"
         run(["buildah", "push", "--tls-verify=false", "--digestfile", str(digest_file), ref, f"docker://{ref}"],
             "buildah push base", env=env, timeout=600)
         digest = digest_file.read_text().strip()
-    return f"{registry}/{NAME}@{digest}"
+    return f"{registry}/{name}@{digest}"

@@ -75,11 +75,14 @@ class LocalStack:
             **podman.env(),
         }
         if base_image:
-            from deploy_pipelines.stack.base_image import ensure_base_image
+            from deploy_pipelines.stack.base_image import NGINX_NAME, ensure_base_image
 
             t = time.monotonic()
             os.environ.update(env)
             env["DEPLOY_BASE_IMAGE"] = ensure_base_image(reg.address, env=env, log=log)
+            # The Docker platform's proxy: nginx from the same rootfs, pulled by each Docker host.
+            env["DEPLOY_NGINX_IMAGE"] = ensure_base_image(reg.address, env=env, log=log, name=NGINX_NAME,
+                                                          cmd="nginx")
             log(f"  base image  {env['DEPLOY_BASE_IMAGE']} ({time.monotonic() - t:.1f}s)")
         self.write_env(env)
         return env

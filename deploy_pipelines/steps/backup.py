@@ -13,7 +13,7 @@ from deploy_pipelines.adapters.backup_storage import BackupStorage
 from deploy_pipelines.adapters.database import Database, DatabaseError
 from deploy_pipelines.adapters.records import BackupRecord, BuiltImage
 from deploy_pipelines.backups import backup_key
-from deploy_pipelines.steps.common import DeployTarget, ReleaseInput
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, ensure_exclusive
 
 
 def take_backup(context, target: DeployTarget, database: Database, storage: BackupStorage, version: str,
@@ -51,6 +51,7 @@ def backup_metadata(record: BackupRecord) -> dict:
 def backup(context, release: ReleaseInput, image: BuiltImage, target: DeployTarget, database: Database,
            backup_storage: BackupStorage) -> Output:
     """Dump the database to backup storage, pinned by this release (no deploy without a backup)."""
+    ensure_exclusive(context, target.key)
     if target.spec.database is None:
         context.log.info(f"{target.service} has no database: nothing to back up")
         return Output(None)

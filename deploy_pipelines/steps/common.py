@@ -98,6 +98,8 @@ class ReleaseConfig(Config):
     commit: str | None = Field(None, description="Branch builds only: the commit to release (set by the branch "
                                                  "sensor); releases of tags leave it empty")
     skip_scan: bool = Field(False, description="Emergency only: record and skip the scan gate")
+    allow_downgrade: bool = Field(False, description="Release a version older than the one serving (the rollback "
+                                                     "job is the usual way back)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class ReleaseInput:
     commit: str
     run_id: str
     new_migrations: tuple[str, ...] = ()
+    allow_downgrade: bool = False
 
 
 @dataclass
@@ -118,16 +121,52 @@ class VerifyOutcome:
 
 
 def ensure_exclusive(context, key: str) -> None:
-    """Refuse to run beside another release/rollback of the same target. The run queue enforces
-    this for queued runs (dagster.yaml tag limits); this covers runs launched without the queue."""
-    others = context.instance.get_run_records(
-        RunsFilter(tags={TARGET_TAG: key}, statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]),
-        limit=5,
-    )
-    busy = [r.dagster_run.run_id for r in others if r.dagster_run.run_id != context.run_id]
+    """Refuse to run beside another release/rollback of the same target, and refuse a run that lost
+    its standing. The run queue keeps queued runs apart (dagster.yaml tag limits); this covers runs
+    launched without the queue and re-executions from failure, which skip the first op:
+    - a re-execution of a run that a later run of the target superseded (a newer release, or an
+      earlier re-execution of the same run) would act on a state it never saw: it stops before
+      any change, naming the newer run. Re-execute the newest run instead."""
+    run = context.dagster_run
+    records = context.instance.get_run_records(RunsFilter(tags={TARGET_TAG: key}), limit=200)
+    busy = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != run.run_id
+            and r.dagster_run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)]
     if busy:
         raise Failure(f"another release or rollback of {key} is in progress (run {busy[0]}): "
                       "releases of one service to one environment never overlap; retry when it ends")
+    if not run.parent_run_id:
+        return
+    by_id = {r.dagster_run.run_id: r for r in records}
+    ancestors, cursor = set(), run.parent_run_id
+    while cursor and cursor not in ancestors:
+        ancestors.add(cursor)
+        parent = by_id.get(cursor)
+        cursor = parent.dagster_run.parent_run_id if parent else None
+    parent = by_id.get(run.parent_run_id)
+    if parent is None:
+        return
+    newer = [r for r in records if r.dagster_run.run_id != run.run_id and r.dagster_run.run_id not in ancestors
+             and r.start_time is not None and r.create_timestamp > parent.create_timestamp
+             and r.dagster_run.tags.get(KIND_TAG) != "cleanup"]
+    if newer:
+        n = max(newer, key=lambda r: r.create_timestamp).dagster_run
+        what = "a re-execution of the same run" if n.root_run_id == run.root_run_id else "a later run"
+        raise Failure(f"{key}: this re-execution of run {run.parent_run_id} was superseded by {what}, run "
+                      f"{n.run_id} ({n.job_name}, version {n.tags.get(VERSION_TAG, '?')}, {n.status.value}); "
+                      "nothing was changed. Re-execute the newest run, or launch a new release")
+
+
+def ensure_not_downgrade(target: "DeployTarget", serving: str | None, version: str, allowed: bool) -> None:
+    """A release older than what serves stops before any change unless the run allows it."""
+    if not serving or allowed:
+        return
+    try:
+        older = parse_version(version) < parse_version(serving)
+    except ValueError:
+        return          # branch builds (main-<sha>) have no order
+    if older:
+        raise Failure(f"{target.where}: {version} is older than {serving}, which serves now; nothing was changed. "
+                      "Use the rollback job to go back, or launch the release with allow_downgrade: true")
 
 
 def deploy_history(instance, service: str, environment: str, limit: int = 50):

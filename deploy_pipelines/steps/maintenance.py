@@ -123,11 +123,11 @@ class PatchConfig(Config):
 def patch_source(context, config: PatchConfig, target: DeployTarget, platform: Platform) -> Output:
     """What runs now becomes the release to rebuild: same version and commit, no new migrations."""
     ensure_exclusive(context, target.key)
-    running = platform.current(target.service, target.environment)
+    running = platform.current()
     if running is None:
         raise Failure(f"{target.where}: nothing runs, nothing to patch")
     history = last_release(context.instance, target.service, target.environment) or {}
-    commit = history.get("commit") if history.get("version") == running.version else None
+    commit = running.commit or (history.get("commit") if history.get("version") == running.version else None)
     if not commit:
         raise Failure(f"{target.where}: {running.version} runs but the deploy history has no commit for it; "
                       "release it once through release_ first")

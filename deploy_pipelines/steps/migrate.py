@@ -15,7 +15,7 @@ from deploy_pipelines.adapters.database import Database, MigrationFailed
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.migrations import MigrationFileError, load_migrations, pending
 from deploy_pipelines.adapters.records import BackupRecord
-from deploy_pipelines.steps.common import DeployTarget, ReleaseInput
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, ensure_exclusive
 
 
 def restore_backup(context, target: DeployTarget, database: Database, storage: BackupStorage,
@@ -26,7 +26,7 @@ def restore_backup(context, target: DeployTarget, database: Database, storage: B
     context.log.info(f"database restored from {record.key} (sha256 {record.sha256[:16]}... verified)")
 
 
-def _run_tool(argv: list[str], cwd: Path, database: Database, what: str) -> None:
+def run_tool(argv: list[str], cwd: Path, database: Database, what: str) -> None:
     # The URL is a secret: it travels in the environment only, never on argv or in the log.
     proc = subprocess.run(argv, cwd=cwd, env={**os.environ, "DATABASE_URL": database.url},
                           capture_output=True, text=True, timeout=1800)
@@ -39,6 +39,7 @@ def _run_tool(argv: list[str], cwd: Path, database: Database, what: str) -> None
 def migrate(context, release: ReleaseInput, backup: BackupRecord | None, target: DeployTarget, git: GitSource,
             database: Database, backup_storage: BackupStorage) -> Output:
     """Apply pending migrations; on failure undo per `on_failure` and stop the release."""
+    ensure_exclusive(context, target.key)
     db = target.spec.database
     if db is None or db.migrate is None:
         return Output([], metadata={"applied": "none (no migrations configured)"})
@@ -60,7 +61,7 @@ def migrate(context, release: ReleaseInput, backup: BackupRecord | None, target:
             raise Failure(f"{target.where}: refusing to migrate without a backup")
         try:
             if spec.command is not None:
-                _run_tool(spec.command, tree, database, "migration command")
+                run_tool(spec.command, tree, database, "migration command")
                 applied = [n for n in database.applied_migrations() if n not in before] or [" ".join(spec.command)]
             else:
                 context.log.info(f"applying {len(todo)} migration(s): {', '.join(m.name for m in todo)}")
@@ -74,7 +75,7 @@ def migrate(context, release: ReleaseInput, backup: BackupRecord | None, target:
                 context.log.info("the migrations ran in one transaction, rolled back: nothing to restore")
             elif undo == "down":
                 if spec.command is not None:
-                    _run_tool(spec.down_command, tree, database, "down command")
+                    run_tool(spec.down_command, tree, database, "down command")
                 else:
                     done = [m for m in todo if m.name in exc.applied]
                     database.revert(done)

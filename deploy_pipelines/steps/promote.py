@@ -2,13 +2,15 @@
 release recorded as an asset event deploy/<env>/<service>. Safe to re-execute."""
 
 
+import time
+
 from dagster import AssetMaterialization, MetadataValue, Out, Output, op
 
 from deploy_pipelines.adapters.backup_storage import BackupStorage
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import BackupRecord, BuiltImage, DeployResult
 from deploy_pipelines.catalog.models import BlueGreen
-from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, history_key, last_release
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, deploy_history, ensure_exclusive, history_key
 
 
 def release_summary(release: ReleaseInput, image: BuiltImage, previous: str, backup: BackupRecord | None,
@@ -38,11 +40,14 @@ def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployR
             backup: BackupRecord | None, migrations: list, target: DeployTarget, platform: Platform,
             backup_storage: BackupStorage) -> Output:
     """Make the new version stable and record the release."""
+    ensure_exclusive(context, target.key)
     strategy = target.target.strategy
     keep = strategy.keep_previous if isinstance(strategy, BlueGreen) else 0
-    current = platform.promote(target.service, target.environment, context.log.info, keep_previous_seconds=keep)
+    current = platform.promote(context.log.info, keep_previous_seconds=keep)
     previous = deployed.previous.version if deployed.previous else ""
-    before = last_release(context.instance, target.service, target.environment)
+    # The release before this one (a re-executed promote finds its own event first: skip it).
+    before = next((meta for meta, _ in deploy_history(context.instance, target.service, target.environment)
+                   if meta.get("outcome") == "promoted" and meta.get("release_id") != release.run_id), None)
     if target.spec.database is not None:
         keep_ids = {release.run_id} | ({before["release_id"]} if before and before.get("release_id") else set())
         unpin_superseded(backup_storage, target.service, target.environment, keep_ids, context.log.info)
@@ -52,6 +57,9 @@ def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployR
         "previous_image": deployed.previous.image if deployed.previous else "",
         "release_id": release.run_id, "strategy": strategy.kind,
         "backup_key": backup.key if backup else "", "migrations": ",".join(migrations),
+        # What it was released with (env, secret references, probes): a rollback brings it back exactly.
+        "workload": MetadataValue.json(current.workload.model_dump(mode="json")) if current.workload else "",
+        "keep_previous_until": (time.time() + keep) if keep and previous else 0.0,
         "summary": MetadataValue.md(release_summary(release, image, previous or "none", backup, migrations,
                                                    strategy.kind)),
     }

@@ -12,15 +12,19 @@ from dagster import Failure, Out, Output, op
 
 from deploy_pipelines.adapters.database import Database
 from deploy_pipelines.adapters.git import GitError, GitSource
+from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.steps.common import (COMMIT_TAG, VERSION_TAG, DeployTarget, ReleaseConfig, ReleaseInput, ensure_exclusive,
-                                           parse_version, passed_in)
+                                           ensure_not_downgrade, parse_version, passed_in)
 from deploy_pipelines.steps.gate import run_gate
 
 
 @op(out=Out(ReleaseInput), tags={"deploy/step": "scan"})
-def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, database: Database) -> Output:
+def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, database: Database,
+         platform: Platform) -> Output:
     """Resolve the release tag and run the scan gate (findings + migration lint)."""
     ensure_exclusive(context, target.key)
+    serving = platform.current()
+    ensure_not_downgrade(target, serving.version if serving else None, config.version, config.allow_downgrade)
     svc = target.spec
     if config.commit:
         # A build of a branch commit (the branch sensor): never beyond the first environment.
@@ -66,5 +70,5 @@ def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, d
     context.log.info(f"scan gate passed: {gate.summary}")
     release = ReleaseInput(service=target.service, environment=target.environment, version=config.version,
                            commit=commit, run_id=context.dagster_run.root_run_id or context.run_id,
-                           new_migrations=tuple(gate.new_migrations))
+                           new_migrations=tuple(gate.new_migrations), allow_downgrade=config.allow_downgrade)
     return Output(release, metadata={"version": config.version, "commit": commit, **meta})

@@ -14,7 +14,7 @@ from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import DeployResult
 from deploy_pipelines.analysis import run_analysis
 from deploy_pipelines.catalog.models import Canary, HealthCheck, SmokeCheck
-from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, history_key
+from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, ensure_exclusive, history_key
 
 
 class VerifyFailed(Exception):
@@ -88,7 +88,7 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
         for i, step in enumerate(strategy.steps, 1):
             prefix = f"canary step {i}/{len(strategy.steps)}: "
             if step.weight is not None:
-                platform.set_weight(target.service, target.environment, step.weight, log)
+                platform.set_weight(step.weight, log)
                 prefix = f"canary {step.weight}%: "
                 log(f"{prefix}traffic set")
             if step.pause:
@@ -98,7 +98,7 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
                 checks.extend(analyse(target, release, metrics, log, prefix, since))
     elif strategy.kind == "blue_green" and not first:
         log("green verified directly; switching user traffic to green")
-        platform.set_weight(target.service, target.environment, 100, log)
+        platform.set_weight(100, log)
         if verify.rules:
             checks.extend(analyse(target, release, metrics, log, "blue-green: ", since))
     elif verify.rules:
@@ -111,13 +111,14 @@ def verify(context, release: ReleaseInput, deployed: DeployResult, target: Deplo
            metrics: MetricsSource) -> Output:
     """Health, smoke and metric analysis of the new version; abort to stable on any failure."""
     log = context.log.info
+    ensure_exclusive(context, target.key)
     try:
         checks = walk(target, release, deployed, platform, metrics, log)
     except BaseException as exc:  # noqa: BLE001 - whatever stops verify, traffic must go back to stable
         check = exc.check if isinstance(exc, VerifyFailed) else "verify"
         reason = str(exc) if isinstance(exc, VerifyFailed) else f"{type(exc).__name__}: {exc}"
         context.log.error(f"verify failed ({check}): {reason}; aborting: traffic back to stable")
-        stable = platform.abort(target.service, target.environment, reason, log)
+        stable = platform.abort(reason, log)
         back_to = stable.version if stable else "nothing (no stable release)"
         context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
             "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,

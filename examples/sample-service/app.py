@@ -1,7 +1,7 @@
 """The sample service the demo releases: a small HTTP API over PostgreSQL.
 
 Endpoints: /health (JSON, 503 when the database is down), /ready, /metrics (Prometheus),
-/api/items. Every response carries X-App-Version. Listens on 127.0.0.1:$PORT; SIGTERM finishes
+/api/items. Every response carries X-App-Version. Listens on $BIND:$PORT (default 0.0.0.0:8080: it runs in a container); SIGTERM finishes
 in-flight requests before exiting (so a rolling release drops nothing).
 """
 
@@ -24,6 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 import release
 
 VERSION = os.environ.get("APP_VERSION", release.VERSION)
+# An image may set FAULT_RATE (ENV) to fail a share of API requests: what a bad build looks like.
+FAULT_RATE = float(os.environ.get("FAULT_RATE", release.FAULT_RATE))
 REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "path", "status"])
 LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["path"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
@@ -133,7 +135,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def api_items(self):
         # A faulty release (release.FAULT_RATE) fails a fixed share of API requests.
-        if release.FAULT_RATE and next(_counter) % 10 < release.FAULT_RATE * 10:
+        if FAULT_RATE and next(_counter) % 10 < FAULT_RATE * 10:
             self._send(500, {"error": "internal error", "version": VERSION})
             return
         try:
@@ -155,7 +157,7 @@ class Server(ThreadingHTTPServer):
 
 def main() -> None:
     port = int(os.environ.get("PORT", "8080"))
-    server = Server((os.environ.get("BIND", "127.0.0.1"), port), Handler)
+    server = Server((os.environ.get("BIND", "0.0.0.0"), port), Handler)
 
     def stop(*_):
         # Stop accepting, let in-flight requests finish (answered with Connection: close), and
