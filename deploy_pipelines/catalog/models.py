@@ -121,12 +121,29 @@ class ScanSpec(Strict):
 
 # ---------------------------------------------------------------------------------------- database
 
+class RdsSnapshotBackup(Strict):
+    """database.backup.rds (kind rds_snapshot): the instance whose manual snapshots are the backups."""
+
+    instance: Setting                             # DB instance identifier
+    manual_snapshot_limit: int = Field(100, ge=2)  # the account's manual-snapshot quota per region
+
+
 class BackupSpec(Strict):
+    kind: Literal["dump", "rds_snapshot"] = "dump"
     schedule: Cron = "0 2 * * *"
     keep_days: int = Field(30, ge=0)
     keep_last: int = Field(7, ge=1)
     storage: Setting | None = None                # default: the environment's backup_root
     verify_schedule: Cron | None = "0 4 * * 0"     # restore-verification (scratch restore, row counts)
+    rds: RdsSnapshotBackup | None = None          # with kind rds_snapshot
+
+    @model_validator(mode="after")
+    def _rds_kind(self):
+        if self.kind == "rds_snapshot" and self.rds is None:
+            raise ValueError("kind rds_snapshot needs rds: {instance: <DB instance identifier>}")
+        if self.kind != "rds_snapshot" and self.rds is not None:
+            raise ValueError("rds is set but kind is not rds_snapshot: write kind: rds_snapshot")
+        return self
 
 
 class MigrateSpec(Strict):
@@ -410,7 +427,8 @@ class Catalog(Strict):
                 if svc.image.registry is None and env.registry is None:
                     problems.append(f"services.{svc_name}.image.registry: not set and environment {env_name} "
                                     f"has no registry [service {svc_name}, environment {env_name}]")
-                if svc.database and svc.database.backup.storage is None and env.backup_root is None:
+                if (svc.database and svc.database.backup.kind == "dump" and svc.database.backup.storage is None
+                        and env.backup_root is None):
                     problems.append(f"services.{svc_name}.database.backup.storage: not set and environment "
                                     f"{env_name} has no backup_root [service {svc_name}, environment {env_name}]")
                 if env.requires and env.requires not in svc.targets:
