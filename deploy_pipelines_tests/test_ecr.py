@@ -15,6 +15,8 @@ import pytest
 from deploy_pipelines.adapters.ecr import EcrError, EcrRegistry
 from deploy_pipelines_tests.fixtures_aws import aws_env, moto_server  # noqa: F401
 
+pytestmark = pytest.mark.aws
+
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
                                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}, "layers": []})

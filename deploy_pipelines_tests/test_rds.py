@@ -21,6 +21,8 @@ from deploy_pipelines.adapters.rds import RdsSnapshots, retention_plan
 from deploy_pipelines.adapters.records import BackupRecord
 from deploy_pipelines_tests.fixtures_aws import aws_env, moto_server  # noqa: F401
 
+pytestmark = pytest.mark.aws
+
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=timezone.utc)
 
 

@@ -27,6 +27,8 @@ from deploy_pipelines.resources import backup_storage_for
 from deploy_pipelines_tests.fixtures_aws import aws_env, moto_server  # noqa: F401
 from deploy_pipelines_tests.fixtures_db import postgres_server  # noqa: F401
 
+pytestmark = pytest.mark.aws
+
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=timezone.utc)
 # Random hex compresses poorly: ~9 MB of dump at -Z1, so two 5 MB parts (S3's smallest part size).
 ROWS = 150_000
