@@ -3,7 +3,8 @@ a pg_dump -Fc piped into a multipart upload, encrypted server-side, with the sha
 counted on the way, restores into a scratch database with identical row counts; a corrupt object
 is refused before the restore commits (the database keeps its rows); a dump that fails leaves
 nothing stored; `{env: NAME}` storage holding s3://... is S3 at run time.
-Not covered: memory and throughput (bench/backup_throughput.py), MySQL streaming, the backup op's
+A mysqldump streams gzipped the same way. Not covered: memory and throughput
+(bench/backup_throughput.py), streaming restores of MySQL dumps, the backup op's
 wiring (steps/backup.py)."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from deploy_pipelines.backups import backup_key, stream_backup, stream_restore
 from deploy_pipelines.catalog.models import EnvRef
 from deploy_pipelines.resources import backup_storage_for
 from deploy_pipelines_tests.fixtures_aws import aws_env, moto_server  # noqa: F401
-from deploy_pipelines_tests.fixtures_db import postgres_server  # noqa: F401
+from deploy_pipelines_tests.fixtures_db import mariadb_server, postgres_server  # noqa: F401
 
 pytestmark = pytest.mark.aws
 
@@ -127,3 +128,24 @@ def test_env_storage_holding_s3_uri_is_s3_at_run_time(shop_db, bucket, monkeypat
     assert record.uri == f"s3://{bucket}/from-env/{key}"
     keys = {o["Key"] for o in S3Resource().get_client().list_objects_v2(Bucket=bucket)["Contents"]}
     assert keys == {f"from-env/{key}", f"from-env/{key}.meta.json"}
+
+
+def test_mysqldump_streams_gzipped_to_s3_and_restores(bucket, mariadb_server, tmp_path):  # noqa: F811
+    from deploy_pipelines.adapters.mysql import MySQLDatabase
+
+    db = MySQLDatabase(url=mariadb_server.create_database(f"s3my_{time.time_ns() % 10**6}"))
+    conn = db._connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE orders (id int AUTO_INCREMENT PRIMARY KEY, total decimal(12,2))")
+        cur.execute("INSERT INTO orders (total) SELECT seq * 1.5 FROM seq_1_to_20000")
+    conn.close()
+    storage = S3BackupStorage(s3=S3Resource(), bucket=bucket)
+    key = "shop/production/orders.sql.gz"
+    record = stream_backup(db, storage, key, new_record(key))
+    assert S3Resource().get_client().head_object(Bucket=bucket, Key=key)["ContentLength"] == record.size
+    scratch = mariadb_server.create_database(f"s3myr_{time.time_ns() % 10**6}")
+    db.restore(storage.fetch(key, tmp_path / "orders.sql.gz"), into_url=scratch)    # gzip, sha256-checked
+    def tables(counts):
+        return {name.split(".", 1)[1]: n for name, n in counts.items()}
+
+    assert tables(db.row_counts(scratch)) == tables(db.row_counts()) == {"orders": 20000}

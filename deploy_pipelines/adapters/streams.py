@@ -61,3 +61,32 @@ def verified(chunks: Iterable[bytes], expected_sha256: str, on_mismatch) -> Iter
         raise on_mismatch(sha.hexdigest())
     if held is not None:
         yield held
+
+
+class GzipReader:
+    """A read()-able gzip stream of another stream, compressed as it is read (level 1: a dump is
+    CPU-bound, LOCAL_STACK.md), so a mysqldump can be stored gzipped without a temporary file."""
+
+    def __init__(self, raw: BinaryIO, level: int = 1):
+        import zlib
+
+        self._raw = raw
+        self._z = zlib.compressobj(level, zlib.DEFLATED, 31)      # wbits 31: gzip framing
+        self._buf = b""
+        self._done = False
+
+    def read(self, n: int = -1) -> bytes:
+        while not self._done and (n is None or n < 0 or len(self._buf) < n):
+            chunk = self._raw.read(CHUNK)
+            if chunk:
+                self._buf += self._z.compress(chunk)
+            else:
+                self._buf += self._z.flush()
+                self._done = True
+        if n is None or n < 0:
+            n = len(self._buf)
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def readable(self) -> bool:
+        return True
