@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from deploy_pipelines.adapters.backup_storage import BackupStorage, BackupStorageError
+from deploy_pipelines.adapters.database import Database, DatabaseError
 from deploy_pipelines.adapters.records import BackupRecord
 
 
@@ -26,3 +28,25 @@ def prunable(records: list[BackupRecord], now: datetime, keep_days: int, keep_la
     cutoff = now - timedelta(days=keep_days)
     out = [r for r in newest_first if r.key not in keep and not r.pinned_by and _created(r) < cutoff]
     return sorted(out, key=_created)
+
+
+def stream_backup(database: Database, storage: BackupStorage, key: str, record: BackupRecord) -> BackupRecord:
+    """The dump tool's output straight into storage (no temporary file), sha256 and size counted
+    on the way. A dump that fails part-way leaves nothing stored under key."""
+    try:
+        with database.dump_stream() as stream:
+            return storage.put_stream(stream, key, record)
+    except DatabaseError:
+        try:
+            for by in record.pinned_by:
+                storage.unpin(key, by)
+            storage.delete(key)
+        except BackupStorageError:
+            pass                # nothing was stored
+        raise
+
+
+def stream_restore(storage: BackupStorage, key: str, database: Database, into_url: str | None = None) -> None:
+    """A stored backup straight into the database (or into_url), verified against its recorded
+    sha256 before the restore may commit."""
+    database.restore_stream(storage.open_chunks(key), into_url)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dagster import EnvVar
 
-from deploy_pipelines.adapters.backup_storage import LocalBackupStorage, S3BackupStorage
+from dagster_aws.s3 import S3Resource
+
+from deploy_pipelines.adapters.backup_storage import BackupStorage, LocalBackupStorage
 from deploy_pipelines.adapters.buildah import BuildahBuilder
 from deploy_pipelines.adapters.database import NoDatabase
 from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
@@ -14,6 +16,7 @@ from deploy_pipelines.adapters.metrics import PrometheusMetrics
 from deploy_pipelines.adapters.mysql import MySQLDatabase
 from deploy_pipelines.adapters.notifier import NullNotifier, SlackWebhook
 from deploy_pipelines.adapters.postgres import PostgresDatabase
+from deploy_pipelines.adapters.s3_backup_storage import BackupStorageAtUri, S3BackupStorage, parse_s3_uri
 from deploy_pipelines.catalog.models import Catalog, EnvRef
 from deploy_pipelines.steps.common import DeployTarget
 
@@ -25,11 +28,16 @@ def setting(value):
     return value
 
 
-def backup_storage_for(uri) -> LocalBackupStorage | S3BackupStorage:
-    if isinstance(uri, str) and uri.startswith("s3://"):
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        return S3BackupStorage(bucket=bucket, prefix=prefix)
-    return LocalBackupStorage(root=setting(uri))
+def backup_storage_for(uri) -> BackupStorage:
+    """s3://bucket/prefix -> S3 through dagster-aws's S3Resource (region, endpoint and credentials
+    from the standard AWS environment: AWS_REGION, AWS_ENDPOINT_URL, role or profile); a path or
+    file:// URL -> a local directory; {env: NAME} -> whichever the variable holds at run time."""
+    if isinstance(uri, EnvRef):
+        return BackupStorageAtUri(uri=EnvVar(uri.env), s3=S3Resource())
+    if uri.startswith("s3://"):
+        bucket, prefix = parse_s3_uri(uri)
+        return S3BackupStorage(s3=S3Resource(), bucket=bucket, prefix=prefix)
+    return LocalBackupStorage(root=uri)
 
 
 def database_for(catalog: Catalog, service: str, environment: str):

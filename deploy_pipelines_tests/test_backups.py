@@ -10,36 +10,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deploy_pipelines.adapters.backup_storage import BackupStorageError, LocalBackupStorage, S3BackupStorage
+from deploy_pipelines.adapters.backup_storage import BackupStorageError, LocalBackupStorage
+from deploy_pipelines.adapters.s3_backup_storage import S3BackupStorage
 from deploy_pipelines.adapters.records import BackupRecord
 from deploy_pipelines.backups import backup_key, prunable
+from deploy_pipelines_tests.fixtures_aws import aws_env, moto_server  # noqa: F401
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                 aws_secret_access_key="test").create_bucket(Bucket="backups")
-    yield url
-    server.stop()
-
-
 @pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path, monkeypatch):
+def storage(request, tmp_path):
     if request.param == "local":
         return LocalBackupStorage(root=f"file://{tmp_path / 'backups'}")
-    url = request.getfixturevalue("moto_s3")
-    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(k, v)
-    return S3BackupStorage(bucket="backups", prefix=f"t{id(request)}", endpoint_url=url)
+    from dagster_aws.s3 import S3Resource
+
+    request.getfixturevalue("aws_env")
+    s3 = S3Resource()
+    s3.get_client().create_bucket(Bucket="backups")
+    return S3BackupStorage(s3=s3, bucket="backups", prefix=f"t{id(request)}")
 
 
 def record(key: str, **kw) -> BackupRecord:

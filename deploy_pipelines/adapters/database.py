@@ -7,7 +7,9 @@ environment (PGPASSWORD, MYSQL_PWD), never on argv and never in a log line.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import BinaryIO, Iterable
 
 from dagster import ConfigurableResource
 
@@ -49,6 +51,16 @@ class Database(ConfigurableResource, ABC):
     @abstractmethod
     def restore(self, src: Path, into_url: str | None = None) -> None:
         """Restore a dump made by dump(): into this database (replacing its contents) or into_url."""
+
+    def dump_stream(self) -> AbstractContextManager[BinaryIO]:
+        """The dump as a stream (the dump tool's stdout): read it to EOF inside the block; leaving
+        the block raises DatabaseError if the tool failed, and stops it if not read to the end."""
+        raise DatabaseError(f"{self.engine} cannot stream a dump")
+
+    def restore_stream(self, chunks: Iterable[bytes], into_url: str | None = None) -> None:
+        """Restore a dump from chunks, replacing the database's contents only if every chunk
+        arrived (an exception from the chunks leaves the database as it was)."""
+        raise DatabaseError(f"{self.engine} cannot restore from a stream")
 
     @abstractmethod
     def applied_migrations(self) -> list[str]:

@@ -8,7 +8,9 @@ import gzip
 import os
 import shutil
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 from urllib.parse import unquote, urlparse, urlunparse
 
 import pymysql
@@ -64,6 +66,26 @@ class MySQLDatabase(Database):
             err = proc.stderr.read().decode(errors="replace")
             if proc.wait() != 0:
                 raise DatabaseError(self._scrub(f"mysqldump failed (exit {proc.returncode}): {err[-1500:]}"))
+
+    @contextmanager
+    def dump_stream(self) -> Iterator[BinaryIO]:
+        from deploy_pipelines.adapters.streams import GzipReader
+
+        args, env = self._client_args()
+        proc = subprocess.Popen(["mysqldump", *args, "--single-transaction", "--quick", "--routines", "--triggers",
+                                 "--skip-lock-tables", self._parts()["database"]], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        try:
+            yield GzipReader(proc.stdout)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            err = proc.stderr.read().decode(errors="replace")
+            code = proc.wait()
+        if code != 0:
+            raise DatabaseError(self._scrub(f"mysqldump failed (exit {code}): {err[-1500:]}"))
 
     def restore(self, src: Path, into_url: str | None = None) -> None:
         url = into_url or self.url

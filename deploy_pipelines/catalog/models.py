@@ -125,12 +125,29 @@ class ScanSpec(Strict):
 
 # ---------------------------------------------------------------------------------------- database
 
+class RdsSnapshotBackup(Strict):
+    """database.backup.rds (kind rds_snapshot): the instance whose manual snapshots are the backups."""
+
+    instance: Setting                             # DB instance identifier
+    manual_snapshot_limit: int = Field(100, ge=2)  # the account's manual-snapshot quota per region
+
+
 class BackupSpec(Strict):
+    kind: Literal["dump", "rds_snapshot"] = "dump"
     schedule: Cron = "0 2 * * *"
     keep_days: int = Field(30, ge=0)
     keep_last: int = Field(7, ge=1)
     storage: Setting | None = None                # default: the environment's backup_root
     verify_schedule: Cron | None = "0 4 * * 0"     # restore-verification (scratch restore, row counts)
+    rds: RdsSnapshotBackup | None = None          # with kind rds_snapshot
+
+    @model_validator(mode="after")
+    def _rds_kind(self):
+        if self.kind == "rds_snapshot" and self.rds is None:
+            raise ValueError("kind rds_snapshot needs rds: {instance: <DB instance identifier>}")
+        if self.kind != "rds_snapshot" and self.rds is not None:
+            raise ValueError("rds is set but kind is not rds_snapshot: write kind: rds_snapshot")
+        return self
 
 
 class MigrateSpec(Strict):
@@ -267,15 +284,58 @@ class SmokeCheck(Strict):
     contains: str | None = None
 
 
+class CloudWatchMetric(Strict):
+    """One CloudWatch metric statistic (GetMetricData MetricStat)."""
+
+    namespace: str = Field(min_length=1)          # AWS/ApplicationELB, Morrow/API
+    metric: str = Field(min_length=1)             # TargetResponseTime, HTTPCode_Target_5XX_Count
+    dimensions: dict[str, str] = {}               # values may hold {service} {environment} {version}
+    stat: str = Field("Average", pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p(100|\d{1,2}(\.\d+)?))$")
+    period: Duration = 60.0                       # 1, 5, 10, 30 s (high-resolution metrics) or n x 60 s
+    unit: str | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _cloudwatch_period(cls, v):
+        if v not in (1, 5, 10, 30) and (v < 60 or v % 60):
+            raise ValueError(f"CloudWatch periods are 1, 5, 10, 30 s or a multiple of 60 s (got {v:g}s)")
+        return v
+
+
+class CloudWatchQuery(CloudWatchMetric):
+    """A rule's value from CloudWatch: the metric, or its ratio to another per period (error rate =
+    HTTPCode_Target_5XX_Count Sum / RequestCount Sum), divided here rather than by metric math."""
+
+    divided_by: CloudWatchMetric | None = None
+
+
+def cloudwatch_rule(data: Any) -> Any:
+    """`cloudwatch: {...}` or `alarm: NAME` instead of a PromQL query: encoded into `query` (what
+    the metrics source receives); an alarm rule breaches while the alarm is in ALARM."""
+    if not isinstance(data, dict) or not ({"cloudwatch", "alarm"} & data.keys()):
+        return data
+    if len({"query", "cloudwatch", "alarm"} & data.keys()) > 1:
+        raise ValueError("write exactly one of query (PromQL), cloudwatch (a metric) or alarm (an alarm name)")
+    if "alarm" in data:
+        bound = {} if "min" in data or "max" in data else {"max": 0}
+        return {"for": 0, **bound, **data, "query": f"cloudwatch-alarm:{data['alarm']}"}
+    metric = CloudWatchQuery.model_validate(data["cloudwatch"])
+    return {**data, "query": "cloudwatch:" + metric.model_dump_json(exclude_none=True)}
+
+
 class Rule(Strict):
     """Prometheus-alert semantics: a breach counts when it holds for the whole `for` window."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     query: str = Field(min_length=1)              # PromQL; {service} {environment} {version} are filled in
+    cloudwatch: CloudWatchQuery | None = None     # instead of query: a CloudWatch metric
+    alarm: str | None = None                      # instead of query: a CloudWatch alarm (ALARM = breach)
     max: float | None = None
     min: float | None = None
     for_: Duration = Field(60.0, alias="for")
     dry_run: bool = False                         # evaluated and reported, never aborts
+
+    _cloudwatch = model_validator(mode="before")(cloudwatch_rule)
 
     @model_validator(mode="after")
     def _one_bound(self):
@@ -411,13 +471,14 @@ class Catalog(Strict):
                 if target.platform == "docker" and env.docker is None:
                     problems.append(f"{where}.platform: docker needs environments.{env_name}.docker "
                                     f"(host) [service {svc_name}, environment {env_name}]")
-                if svc.verify.rules and env.prometheus is None:
+                if any(not r.query.startswith("cloudwatch") for r in svc.verify.rules) and env.prometheus is None:
                     problems.append(f"services.{svc_name}.verify.rules: environment {env_name} has no "
                                     f"prometheus URL [service {svc_name}, environment {env_name}]")
                 if svc.image.registry is None and env.registry is None:
                     problems.append(f"services.{svc_name}.image.registry: not set and environment {env_name} "
                                     f"has no registry [service {svc_name}, environment {env_name}]")
-                if svc.database and svc.database.backup.storage is None and env.backup_root is None:
+                if (svc.database and svc.database.backup.kind == "dump" and svc.database.backup.storage is None
+                        and env.backup_root is None):
                     problems.append(f"services.{svc_name}.database.backup.storage: not set and environment "
                                     f"{env_name} has no backup_root [service {svc_name}, environment {env_name}]")
                 if env.requires and env.requires not in svc.targets:
