@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from deploy_pipelines_tests.k8s_testbed.defaults import apply_defaults
 from deploy_pipelines_tests.k8s_testbed.resources import Resource
 
 # Kinds whose spec changes bump metadata.generation (the rest keep generation absent, as the
@@ -192,6 +193,7 @@ class Store:
             if res.kind in GENERATION_KINDS:
                 md["generation"] = 1
             obj["apiVersion"], obj["kind"] = res.group_version, res.kind
+            apply_defaults(res.kind, obj)
             self._stamp(obj)
             self.objects[(res.key, ns, name)] = obj
             self._emit(res.key, "ADDED", obj)
