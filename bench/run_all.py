@@ -10,6 +10,7 @@ BENCHES = [
     ("bench.sensor_tick", ["--services", "200", "--tags", "1000"]),
     ("bench.tag_latency", ["--rounds", "20"]),
     ("bench.progressive", ["--rounds", "3"]),
+    ("bench.catalog_bounds", ["--rounds", "5"]),
 ]
 
 

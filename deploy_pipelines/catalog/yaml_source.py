@@ -16,7 +16,7 @@ import yaml
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml where installed: ~10x faster
 
 MAX_BYTES = 1_000_000            # a real catalog is a few KB; a megabyte is a mistake or an attack
-MAX_NODES = 200_000              # nodes after alias expansion: what validation would have to walk
+MAX_NODES = 100_000              # nodes after alias expansion: what validation would have to walk
 MAX_DEPTH = 64
 
 _BOOL = "tag:yaml.org,2002:bool"
