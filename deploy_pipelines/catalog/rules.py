@@ -11,15 +11,13 @@ import re
 from urllib.parse import urlsplit
 
 from deploy_pipelines.catalog.models import Catalog, EnvRef
+from deploy_pipelines.redact import is_secret_name
 
 Problem = tuple[tuple, str]
 
 # Platforms the models name but no adapter implements yet: reject them here, not in a traceback.
 PLATFORMS_WITH_ADAPTER = {"docker"}
 
-# Env/build-arg names that hold secrets: their value must be {env: NAME}, never written inline.
-SECRET_NAME = re.compile(r"PASSW(OR)?D|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY|_PASS$|^PASS",
-                         re.IGNORECASE)
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 LOOKS_LIKE_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
 
@@ -96,7 +94,7 @@ def _secrets(catalog: Catalog) -> list[Problem]:
     def literal(loc: tuple, name: str, value) -> None:
         if isinstance(value, EnvRef) or not isinstance(value, str):
             return
-        if SECRET_NAME.search(name) and value:
+        if is_secret_name(name) and value:
             problems.append((loc, f"{name} looks like a secret: write it as {{env: NAME}}, never inline"))
         elif URL_WITH_PASSWORD.match(value):
             problems.append((loc, "this URL holds a password: write it as {env: NAME}, never inline"))
