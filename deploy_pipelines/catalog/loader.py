@@ -3,6 +3,7 @@ environment, and what was expected. Nothing is built from an invalid catalog."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -127,6 +128,11 @@ def default_catalog_path() -> Path:
 def load_catalog(path: str | os.PathLike | None = None) -> Catalog:
     p = Path(path) if path is not None else default_catalog_path()
     return parse_catalog(read_catalog_bytes(p), p)
+
+
+def catalog_digest(raw: bytes) -> str:
+    """sha256 of the catalog file: what a run records at launch to know it reads the same file."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def read_catalog_bytes(p: Path) -> bytes:

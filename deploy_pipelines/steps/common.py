@@ -5,12 +5,13 @@ ops, run tags, and the deploy history read back from Dagster's asset events."""
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import semver
 from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Failure, RunsFilter
 from pydantic import Field, PrivateAttr
 
-from deploy_pipelines.catalog import Catalog, EnvRef, load_catalog
+from deploy_pipelines.catalog import Catalog, EnvRef, catalog_digest, load_catalog, parse_catalog, read_catalog_bytes
 from deploy_pipelines.catalog.models import RELEASE_TAG_PATTERN, Environment, Service, Target
 
 TARGET_TAG = "deploy/target"
@@ -18,6 +19,7 @@ VERSION_TAG = "deploy/version"
 COMMIT_TAG = "deploy/commit"
 KIND_TAG = "deploy/kind"
 REASON_TAG = "deploy/reason"
+CATALOG_TAG = "deploy/catalog_sha256"   # the catalog file a run was launched with
 TRIGGER_TAG = "deploy/trigger"           # tag | branch | promotion | approval | watch | schedule
 
 
@@ -64,9 +66,22 @@ class DeployTarget(ConfigurableResource):
 
     _catalog: Catalog | None = PrivateAttr(default=None)
 
+    def setup_for_execution(self, context) -> None:
+        """A run reads the catalog once, at its start, and only the file it was launched with:
+        the job carries the catalog's sha256 (run tag deploy/catalog_sha256, shown in the UI);
+        a file edited since then fails the run clearly instead of changing it underneath."""
+        raw = read_catalog_bytes(Path(self.catalog_path))
+        launched = (context.dagster_run.tags.get(CATALOG_TAG) if context.dagster_run else None)
+        now = catalog_digest(raw)
+        if launched and launched != now:
+            raise Failure(f"{self.where}: the catalog {self.catalog_path} changed since this run was launched "
+                          f"(sha256 {launched[:12]} at launch, {now[:12]} now): reload the code location and "
+                          "launch a new run, so that it uses one catalog from start to end")
+        self._catalog = parse_catalog(raw, Path(self.catalog_path))
+
     @property
     def catalog(self) -> Catalog:
-        if self._catalog is None:
+        if self._catalog is None:          # outside a run (sensors, tests): read it now
             self._catalog = load_catalog(self.catalog_path)
         return self._catalog
 
