@@ -34,8 +34,12 @@ def history_key(service: str, environment: str) -> AssetKey:
 
 def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
+    if len(tag) > 128:       # the version becomes an image tag: at most 128 characters (OCI)
+        raise ValueError(f"tag {tag[:40]!r}... is {len(tag)} characters long; a release tag (an image tag) "
+                         "holds at most 128")
     pattern = service.tag_pattern if service else RELEASE_TAG_PATTERN
-    m = re.match(pattern, tag)
+    # fullmatch: `$` alone lets "v1.2.3\n" through; ASCII only: \d also matches other scripts' digits.
+    m = re.fullmatch(pattern, tag) if tag.isascii() else None
     if not m:
         raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")
     text = m.groupdict().get("version") or tag.lstrip("v")
@@ -44,7 +48,9 @@ def parse_version(tag: str, service: Service | None = None) -> semver.Version:
 
 def branch_build_version(branch: str, commit: str) -> str:
     """The version name of a build from a branch commit (not a release tag): main-0123456789ab."""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', branch)}-{commit[:12]}"
+    # The version is an image tag too: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} (OCI distribution spec).
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", branch).lstrip(".-")[:100] or "branch"
+    return f"{safe}-{commit[:12]}"
 
 
 def resolve_setting(value, what: str):
