@@ -24,7 +24,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def ledger(request):
-    """ledger(area, family): count this test under that family of RELIABILITY.md."""
+    """ledger(area, family): count this test under that family of RELIABILITY.md (or set a module's
+    LEDGER = (area, family) for tests that cannot take fixtures, e.g. hypothesis state machines)."""
     def record(area: str, family: str) -> None:
         _seen[request.node.nodeid] = (area, family)
     return record
@@ -34,7 +35,7 @@ def ledger(request):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    key = _seen.get(item.nodeid)
+    key = _seen.get(item.nodeid) or getattr(getattr(item, "module", None), "LEDGER", None)
     if key is not None and (report.when == "call" or report.failed):   # a setup error counts as failed
         _ledger[key]["passed" if report.passed else "failed"] += 1
 
