@@ -11,6 +11,7 @@ BENCHES = [
     ("bench.tag_latency", ["--rounds", "20"]),
     ("bench.progressive", ["--rounds", "3"]),
     ("bench.backup_throughput", ["--rows", "1000000", "4000000", "--rounds", "3"]),
+    ("bench.catalog_bounds", ["--rounds", "5"]),
 ]
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import JobDefinition, in_process_executor, job
 
 from deploy_pipelines.catalog.models import Catalog
 from deploy_pipelines.resources import resources_for
 from deploy_pipelines.steps.backup import backup
 from deploy_pipelines.steps.build import build
-from deploy_pipelines.steps.common import KIND_TAG, TARGET_TAG, target_key
+from deploy_pipelines.catalog import catalog_digest, read_catalog_bytes
+from deploy_pipelines.steps.common import CATALOG_TAG, KIND_TAG, TARGET_TAG, target_key
 from deploy_pipelines.steps.deploy import deploy
 from deploy_pipelines.steps.migrate import migrate
 from deploy_pipelines.steps.promote import promote
@@ -25,6 +28,12 @@ def release_job_name(service: str, environment: str) -> str:
 
 def rollback_job_name(service: str, environment: str) -> str:
     return f"rollback_{service}_{environment}"
+
+
+def _catalog_tag(catalog_path: str) -> dict[str, str]:
+    """The catalog's sha256 as a job tag: every run records the file it was launched with
+    (DeployTarget refuses to run on a file changed since)."""
+    return {CATALOG_TAG: catalog_digest(read_catalog_bytes(Path(catalog_path)))}
 
 
 def deliver(release, image) -> None:
@@ -44,7 +53,7 @@ def build_release_job(catalog: Catalog, catalog_path: str, service: str, environ
     @job(name=release_job_name(service, environment),
          description=f"Release {service} to {environment}: scan, build, backup, migrate, deploy "
                      f"({target.strategy.kind}), verify, promote.",
-         tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "release"},
+         tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "release", **_catalog_tag(catalog_path)},
          resource_defs=resources_for(catalog, catalog_path, service, environment),
          executor_def=in_process_executor)
     def _release():
@@ -57,7 +66,7 @@ def build_release_job(catalog: Catalog, catalog_path: str, service: str, environ
 def build_rollback_job(catalog: Catalog, catalog_path: str, service: str, environment: str) -> JobDefinition:
     @job(name=rollback_job_name(service, environment),
          description=f"Roll {service} in {environment} back to the previous (or a given) release.",
-         tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "rollback"},
+         tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "rollback", **_catalog_tag(catalog_path)},
          resource_defs=resources_for(catalog, catalog_path, service, environment),
          executor_def=in_process_executor)
     def _rollback():
@@ -93,7 +102,7 @@ def build_maintenance_jobs(catalog: Catalog, catalog_path: str, service: str, en
     @job(name=f"patch_{service}_{environment}",
          description=f"Rebuild the version of {service} running in {environment} on a refreshed base image and "
                      "roll it out through backup, deploy, verify and promote.",
-         tags={TARGET_TAG: key, KIND_TAG: "patch"}, resource_defs=resources, executor_def=in_process_executor)
+         tags={TARGET_TAG: key, KIND_TAG: "patch", **_catalog_tag(catalog_path)}, resource_defs=resources, executor_def=in_process_executor)
     def _patch():
         release = patch_source()
         deliver(release, patch_build(release))

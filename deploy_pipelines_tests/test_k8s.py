@@ -22,7 +22,11 @@ CHART = SHARED / "fixtures" / "helm" / "dagster"
 SWAGGER = SHARED / "fixtures" / "kubernetes" / "swagger.json"
 K8S_SCHEMA_URI = "https://raw.githubusercontent.com/yannh/kubernetes-json-schema/master/v1.19.0/_definitions.json"
 
-pytestmark = pytest.mark.skipif(not CHART.exists(), reason=f"shared fixtures not found at {SHARED}")
+@pytest.fixture(autouse=True)
+def _shared_fixtures_present():
+    """A missing ../shared is a broken checkout: fail, never skip silently."""
+    if not CHART.exists():
+        pytest.fail(f"shared fixtures not found at {SHARED}: the shared folder must sit beside the repo (or set DEPLOY_SHARED_DIR)")
 
 
 def merge(base, over):

@@ -13,6 +13,7 @@ from pathlib import Path
 from deploy_pipelines.adapters.images import ImageBuilder, ImageBuildError
 from deploy_pipelines.adapters.records import BuiltImage
 from deploy_pipelines.adapters.registry import OciRegistry
+from deploy_pipelines.redact import redact
 
 REVISION = "org.opencontainers.image.revision"
 
@@ -20,6 +21,10 @@ REVISION = "org.opencontainers.image.revision"
 def _split(repository: str) -> tuple[str, str]:
     registry, _, name = repository.partition("/")
     return registry, name
+
+
+def _secret_env(name: str) -> str:
+    return f"DEPLOY_BUILD_SECRET_{name}"
 
 
 class BuildahBuilder(ImageBuilder):
@@ -38,16 +43,20 @@ class BuildahBuilder(ImageBuilder):
         config = OciRegistry(registry).config(name, tag) or {}
         return ((config.get("config") or {}).get("Labels") or {}).get(REVISION)
 
-    def _run(self, argv: list[str], what: str) -> str:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_seconds, env=os.environ)
+    def _run(self, argv: list[str], what: str, secrets: dict[str, str] | None = None) -> str:
+        secrets = secrets or {}
+        env = {**os.environ, **{_secret_env(k): v for k, v in secrets.items()}}
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_seconds, env=env)
         if proc.returncode != 0:
-            raise ImageBuildError(f"{what} failed (exit {proc.returncode}): {(proc.stdout + proc.stderr)[-1500:]}")
+            out = redact((proc.stdout + proc.stderr)[-3000:], *secrets.values())[-1500:]
+            raise ImageBuildError(f"{what} failed (exit {proc.returncode}): {out}")
         return proc.stdout
 
     def build_and_push(self, context_dir: Path, containerfile: str, repository: str, tag: str,
                        build_args: dict[str, str], labels: dict[str, str], log=None,
-                       refresh_base: bool = False) -> BuiltImage:
+                       refresh_base: bool = False, secrets: dict[str, str] | None = None) -> BuiltImage:
         log = log or (lambda _msg: None)
+        secrets = secrets or {}
         revision = labels.get(REVISION, "")
         refresh = refresh_base or self.pull_always
         existing = self.find(repository, tag)
@@ -61,10 +70,14 @@ class BuildahBuilder(ImageBuilder):
                 f"--tls-verify={'true' if self.tls_verify else 'false'}"]
         for k, v in build_args.items():
             argv += ["--build-arg", f"{k}={v}"]
+        # Secrets reach the build only as RUN --mount=type=secret,id=NAME files: never on argv
+        # (visible in ps) nor as build args (kept in the image history).
+        for k in secrets:
+            argv += ["--secret", f"id={k},env={_secret_env(k)}"]
         for k, v in labels.items():
             argv += ["--label", f"{k}={v}"]
         started = time.monotonic()
-        self._run([*argv, str(context_dir)], f"buildah build of {ref}")
+        self._run([*argv, str(context_dir)], f"buildah build of {ref}", secrets)
         log(f"built {ref} in {time.monotonic() - started:.1f}s")
         with tempfile.TemporaryDirectory() as tmp:
             digest_file = Path(tmp) / "digest"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from deploy_pipelines.redact import redact
+
 
 class GitError(RuntimeError):
     pass
@@ -56,8 +58,8 @@ class LocalGit(GitSource):
     def _git(self, *args: str, binary: bool = False) -> bytes | str:
         proc = subprocess.run(["git", *args], capture_output=True, timeout=120)
         if proc.returncode != 0:
-            raise GitError(f"git {' '.join(args[:2])} on {self.repo} failed: "
-                           f"{proc.stderr.decode(errors='replace').strip()}")
+            raise GitError(redact(f"git {' '.join(args[:2])} on {self.repo} failed: "
+                                  f"{proc.stderr.decode(errors='replace').strip()}", self.repo))
         return proc.stdout if binary else proc.stdout.decode()
 
     def tags_listing(self) -> str:
@@ -76,7 +78,7 @@ class LocalGit(GitSource):
             return head
         if len(ref) == 40 and all(c in "0123456789abcdef" for c in ref):
             return ref
-        raise GitError(f"{self.repo} has no tag or branch named {ref!r}")
+        raise GitError(redact(f"{self.repo} has no tag or branch named {ref!r}", self.repo))
 
     def branch_head(self, branch: str) -> str | None:
         out = str(self._git("ls-remote", "--heads", self.repo, branch))

@@ -24,6 +24,7 @@ class ImageBuilder(ConfigurableResource, ABC):
     @abstractmethod
     def build_and_push(self, context_dir: Path, containerfile: str, repository: str, tag: str,
                        build_args: dict[str, str], labels: dict[str, str], log=None,
-                       refresh_base: bool = False) -> BuiltImage:
+                       refresh_base: bool = False, secrets: dict[str, str] | None = None) -> BuiltImage:
         """Build context_dir with containerfile, push repository:tag, return the pushed digest.
-        refresh_base: pull the base image again and use no cached layer (monthly patches)."""
+        refresh_base: pull the base image again and use no cached layer (monthly patches).
+        secrets: values the build reads as files (RUN --mount=type=secret,id=NAME), never argv."""

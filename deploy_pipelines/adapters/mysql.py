@@ -17,6 +17,7 @@ import pymysql
 
 from deploy_pipelines.adapters.database import Database, DatabaseError, MigrationFailed
 from deploy_pipelines.adapters.records import Migration
+from deploy_pipelines.redact import redact
 
 TABLE = "deploy_schema_migrations"
 
@@ -38,8 +39,7 @@ class MySQLDatabase(Database):
                 "password": unquote(u.password or ""), "database": u.path.lstrip("/")}
 
     def _scrub(self, text: str, url: str | None = None) -> str:
-        pw = self._parts(url)["password"]
-        return text.replace(pw, "***") if pw else text
+        return redact(text, url or self.url, self._parts(url)["password"])
 
     def _connect(self, url: str | None = None, db: bool = True):
         p = self._parts(url)

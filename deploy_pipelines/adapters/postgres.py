@@ -15,6 +15,7 @@ import psycopg2
 
 from deploy_pipelines.adapters.database import Database, DatabaseError, MigrationFailed
 from deploy_pipelines.adapters.records import Migration
+from deploy_pipelines.redact import redact
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TABLE = "deploy_schema_migrations"
@@ -47,8 +48,7 @@ def _drain(pipe) -> Callable[[], str]:
 
 
 def _scrub(text: str, url: str) -> str:
-    pw = urlparse(url).password
-    return text.replace(pw, "***") if pw else text
+    return redact(text, url)
 
 
 class PostgresDatabase(Database):

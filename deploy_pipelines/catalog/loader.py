@@ -3,14 +3,16 @@ environment, and what was expected. Nothing is built from an invalid catalog."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from deploy_pipelines.catalog.models import Catalog
+from deploy_pipelines.catalog.rules import cross_field_problems
+from deploy_pipelines.catalog.yaml_source import MAX_BYTES, YamlProblem, decode, parse_yaml
 
 
 class CatalogError(ValueError):
@@ -22,23 +24,6 @@ class CatalogError(ValueError):
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{path}: invalid deploy catalog ({len(problems)} problem"
                          f"{'s' if len(problems) != 1 else ''}):\n{lines}")
-
-
-def _line_index(node: yaml.Node | None, prefix: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Map every field path (as pydantic reports it) to its 1-based line in the file."""
-    out = {} if out is None else out
-    if node is None:
-        return out
-    out.setdefault(prefix, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = prefix + (key.value,)
-            out[path] = key.start_mark.line + 1
-            _line_index(value, path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, prefix + (i,), out)
-    return out
 
 
 def _context(loc: tuple) -> str:
@@ -95,26 +80,41 @@ def _collapse_unions(errors: list[dict]) -> list[dict]:
     return kept
 
 
-def parse_catalog(text: str, path: Path) -> Catalog:
+def _problems(err: dict, lines: dict[tuple, int]) -> list[str]:
+    """The catalog-wide reference checks arrive as one '; '-joined message of 'a.b.c: what' parts:
+    one line each, placed at the field it names."""
+    if err["loc"] or err["type"] != "value_error":
+        return [_format(err, lines)]
+    out = []
+    for part in err["msg"].removeprefix("Value error, ").split("; "):
+        field, sep, what = part.partition(": ")
+        loc = tuple(field.split(".")) if sep and re.fullmatch(r"[a-z_][\w]*(\.\w+)*", field) else ()
+        line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+        out.append(f"line {line}: {part}" if line else (part if loc else f"<top level>: {part}"))
+    return out
+
+
+def parse_catalog(text: str | bytes, path: Path) -> Catalog:
+    """The one validation entry point (`check`, the code location and runs all come here):
+    YAML shape and bounds, field types, then the cross-field rules; CatalogError lists every problem."""
     try:
-        node = yaml.compose(text)
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise CatalogError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        data, lines = parse_yaml(decode(text) if isinstance(text, bytes) else text)
+    except YamlProblem as exc:
+        raise CatalogError(path, exc.problems) from None
     if not isinstance(data, dict):
         raise CatalogError(path, ["<top level>: expected a mapping with project, environments and services"])
     # Top-level `x-...` keys are extension fields (as in docker-compose): room for YAML anchors.
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
-        return Catalog.model_validate(data)
+        catalog = Catalog.model_validate(data)
     except ValidationError as exc:
-        lines = _line_index(node)
-        problems = [_format(e, lines) for e in _collapse_unions(exc.errors(include_url=False))]
-        # Cross-reference checks arrive as one '; '-joined message: one line each.
-        split = [part for p in problems for part in p.split("; ")]
-        raise CatalogError(path, split) from None
+        raise CatalogError(path, [p for e in _collapse_unions(exc.errors(include_url=False))
+                                  for p in _problems(e, lines)]) from None
+    problems = [_format({"loc": loc, "msg": msg, "type": "value_error"}, lines)
+                for loc, msg in cross_field_problems(catalog)]
+    if problems:
+        raise CatalogError(path, problems)
+    return catalog
 
 
 def default_catalog_path() -> Path:
@@ -127,8 +127,18 @@ def default_catalog_path() -> Path:
 
 def load_catalog(path: str | os.PathLike | None = None) -> Catalog:
     p = Path(path) if path is not None else default_catalog_path()
+    return parse_catalog(read_catalog_bytes(p), p)
+
+
+def catalog_digest(raw: bytes) -> str:
+    """sha256 of the catalog file: what a run records at launch to know it reads the same file."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def read_catalog_bytes(p: Path) -> bytes:
+    """The file's bytes, refusing to read more than a catalog could sensibly be."""
     try:
-        text = p.read_text()
+        with open(p, "rb") as f:
+            return f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise CatalogError(p, [f"cannot read the catalog: {exc.strerror}"]) from None
-    return parse_catalog(text, p)

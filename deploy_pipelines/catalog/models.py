@@ -243,6 +243,11 @@ def _strategy(value: Any) -> Any:
         kind = str(kind).replace("-", "_")
         if kind not in ("rolling", "blue_green", "canary"):
             raise ValueError(f"unknown strategy {kind!r}: rolling, blue_green or canary")
+        if body is not None and not isinstance(body, dict):
+            example = "{canary: {steps: [{setWeight: 10, pause: 5m}, ...]}}" if kind == "canary" else \
+                f"{kind} or {{{kind}: {{...}}}}"
+            got = "a list" if isinstance(body, list) else repr(body)[:40]
+            raise ValueError(f"{kind} takes a mapping of its settings, not {got}: write {example}")
         return {"kind": kind, **(body or {})}
     return value
 
@@ -400,6 +405,13 @@ class Service(Strict):
 
 class SlackSpec(Strict):
     webhook: EnvRef
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _webhook_is_secret(cls, v):
+        if isinstance(v, str):
+            raise ValueError("a webhook URL is a secret: write it as {env: NAME}, never inline")
+        return v
     info: str = "#deployments"
     failure: str = "#incidents"
 
@@ -440,8 +452,8 @@ class Catalog(Strict):
     def _tz(cls, v):
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r} (an IANA name such as Asia/Tokyo)") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:   # OSError: a name too long for a file
+            raise ValueError(f"unknown time zone {v!r:.80} (an IANA name such as Asia/Tokyo)") from exc
         return v
 
     @field_validator("environments", "services")

@@ -9,6 +9,7 @@ from dagster import Failure, MetadataValue, Out, Output, op
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.images import ImageBuilder, ImageBuildError
 from deploy_pipelines.adapters.records import BuiltImage
+from deploy_pipelines.redact import is_secret_name, redact
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, resolve_setting
 
 
@@ -23,8 +24,10 @@ def build_image(context, target: DeployTarget, release: ReleaseInput, git: GitSo
                 tag: str, refresh_base: bool = False, labels: dict[str, str] | None = None) -> BuiltImage:
     """Export the release commit, build it with the catalog's build args and push repository:tag."""
     svc = target.spec
-    args = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
-            for k, v in svc.image.build_args.items()}
+    resolved = {k: resolve_setting(v, f"services.{target.service}.image.build_args.{k}")
+                for k, v in svc.image.build_args.items()}
+    secrets = {k: v for k, v in resolved.items() if is_secret_name(k)}
+    args = {k: v for k, v in resolved.items() if k not in secrets}
     labels = {"org.opencontainers.image.version": release.version,
               "org.opencontainers.image.revision": release.commit,
               "org.opencontainers.image.title": target.service, **(labels or {})}
@@ -32,9 +35,11 @@ def build_image(context, target: DeployTarget, release: ReleaseInput, git: GitSo
         tree = git.export(release.commit, Path(tmp) / "src")
         try:
             return builder.build_and_push(tree / svc.image.context, svc.image.file, image_repository(target), tag,
-                                          args, labels, log=context.log.info, refresh_base=refresh_base)
+                                          args, labels, log=context.log.info, refresh_base=refresh_base,
+                                          secrets=secrets)
         except ImageBuildError as exc:
-            raise Failure(f"{target.where}: build of {release.version} failed: {exc}") from None
+            raise Failure(f"{target.where}: build of {release.version} failed: "
+                          f"{redact(exc, *secrets.values())}") from None
 
 
 @op(out=Out(BuiltImage), tags={"deploy/step": "build"})

@@ -5,12 +5,13 @@ ops, run tags, and the deploy history read back from Dagster's asset events."""
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import semver
 from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Failure, RunsFilter
 from pydantic import Field, PrivateAttr
 
-from deploy_pipelines.catalog import Catalog, EnvRef, load_catalog
+from deploy_pipelines.catalog import Catalog, EnvRef, catalog_digest, load_catalog, parse_catalog, read_catalog_bytes
 from deploy_pipelines.catalog.models import RELEASE_TAG_PATTERN, Environment, Service, Target
 
 TARGET_TAG = "deploy/target"
@@ -18,6 +19,7 @@ VERSION_TAG = "deploy/version"
 COMMIT_TAG = "deploy/commit"
 KIND_TAG = "deploy/kind"
 REASON_TAG = "deploy/reason"
+CATALOG_TAG = "deploy/catalog_sha256"   # the catalog file a run was launched with
 TRIGGER_TAG = "deploy/trigger"           # tag | branch | promotion | approval | watch | schedule
 
 
@@ -32,8 +34,12 @@ def history_key(service: str, environment: str) -> AssetKey:
 
 def parse_version(tag: str, service: Service | None = None) -> semver.Version:
     """v1.2.3 / v1.2.3-rc.1 -> semver.Version; ValueError names the tag."""
+    if len(tag) > 128:       # the version becomes an image tag: at most 128 characters (OCI)
+        raise ValueError(f"tag {tag[:40]!r}... is {len(tag)} characters long; a release tag (an image tag) "
+                         "holds at most 128")
     pattern = service.tag_pattern if service else RELEASE_TAG_PATTERN
-    m = re.match(pattern, tag)
+    # fullmatch: `$` alone lets "v1.2.3\n" through; ASCII only: \d also matches other scripts' digits.
+    m = re.fullmatch(pattern, tag) if tag.isascii() else None
     if not m:
         raise ValueError(f"tag {tag!r} does not match the release pattern {pattern}")
     text = m.groupdict().get("version") or tag.lstrip("v")
@@ -42,7 +48,9 @@ def parse_version(tag: str, service: Service | None = None) -> semver.Version:
 
 def branch_build_version(branch: str, commit: str) -> str:
     """The version name of a build from a branch commit (not a release tag): main-0123456789ab."""
-    return f"{re.sub(r'[^A-Za-z0-9_.-]', '-', branch)}-{commit[:12]}"
+    # The version is an image tag too: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127} (OCI distribution spec).
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", branch).lstrip(".-")[:100] or "branch"
+    return f"{safe}-{commit[:12]}"
 
 
 def resolve_setting(value, what: str):
@@ -64,9 +72,22 @@ class DeployTarget(ConfigurableResource):
 
     _catalog: Catalog | None = PrivateAttr(default=None)
 
+    def setup_for_execution(self, context) -> None:
+        """A run reads the catalog once, at its start, and only the file it was launched with:
+        the job carries the catalog's sha256 (run tag deploy/catalog_sha256, shown in the UI);
+        a file edited since then fails the run clearly instead of changing it underneath."""
+        raw = read_catalog_bytes(Path(self.catalog_path))
+        launched = (context.dagster_run.tags.get(CATALOG_TAG) if context.dagster_run else None)
+        now = catalog_digest(raw)
+        if launched and launched != now:
+            raise Failure(f"{self.where}: the catalog {self.catalog_path} changed since this run was launched "
+                          f"(sha256 {launched[:12]} at launch, {now[:12]} now): reload the code location and "
+                          "launch a new run, so that it uses one catalog from start to end")
+        self._catalog = parse_catalog(raw, Path(self.catalog_path))
+
     @property
     def catalog(self) -> Catalog:
-        if self._catalog is None:
+        if self._catalog is None:          # outside a run (sensors, tests): read it now
             self._catalog = load_catalog(self.catalog_path)
         return self._catalog
 

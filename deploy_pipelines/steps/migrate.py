@@ -15,6 +15,7 @@ from deploy_pipelines.adapters.database import Database, MigrationFailed
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.migrations import MigrationFileError, load_migrations, pending
 from deploy_pipelines.adapters.records import BackupRecord
+from deploy_pipelines.redact import redact
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, ensure_exclusive
 
 
@@ -31,7 +32,7 @@ def run_tool(argv: list[str], cwd: Path, database: Database, what: str) -> None:
     proc = subprocess.run(argv, cwd=cwd, env={**os.environ, "DATABASE_URL": database.url},
                           capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
-        out = (proc.stdout + proc.stderr).replace(database.url, "***")[-2000:]
+        out = redact(proc.stdout + proc.stderr, database.url)[-2000:]
         raise MigrationFailed(f"{what} exited {proc.returncode}: {out}", " ".join(argv), [])
 
 

@@ -1,0 +1,64 @@
+"""The reliability suite's ledger: every case records its family and outcome, and a full run of the
+suite rewrites RELIABILITY.md (the table of families, counts and results) from what really ran."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REPORT = REPO / "RELIABILITY.md"
+COMMAND = "pytest -q -p no:cacheprovider -m reliability deploy_pipelines_tests/reliability"
+
+_ledger: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"passed": 0, "failed": 0})
+_seen: dict[str, tuple[str, str]] = {}      # nodeid -> (area, family)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "reliability" in str(item.path.parent.name):
+            item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture
+def ledger(request):
+    """ledger(area, family): count this test under that family of RELIABILITY.md (or set a module's
+    LEDGER = (area, family) for tests that cannot take fixtures, e.g. hypothesis state machines)."""
+    def record(area: str, family: str) -> None:
+        _seen[request.node.nodeid] = (area, family)
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    key = _seen.get(item.nodeid) or getattr(getattr(item, "module", None), "LEDGER", None)
+    if key is not None and (report.when == "call" or report.failed):   # a setup error counts as failed
+        _ledger[key]["passed" if report.passed else "failed"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    # Only a run of the whole suite rewrites the table: a single module would shrink its counts.
+    here = Path(__file__).resolve().parent
+    whole = {here, here.parent, REPO}
+    whole_suite = not config.option.keyword and (
+        not config.args or any(Path(a).resolve() in whole for a in config.args if "::" not in a))
+    if not _ledger or not whole_suite:
+        return
+    rows = ["| area | case family | cases | passed | failed |", "|---|---|---|---|---|"]
+    for (area, family), n in sorted(_ledger.items()):
+        rows.append(f"| {area} | {family} | {n['passed'] + n['failed']} | {n['passed']} | {n['failed']} |")
+    total = {k: sum(n[k] for n in _ledger.values()) for k in ("passed", "failed")}
+    rows.append(f"| **all** | | **{total['passed'] + total['failed']}** | **{total['passed']}** | "
+                f"**{total['failed']}** |")
+    REPORT.write_text(
+        "# Reliability\n\n"
+        "Written by the reliability suite itself at the end of a full run (do not edit by hand):\n\n"
+        f"    cd <repo> && .venv/bin/{COMMAND}\n\n"
+        "Each row counts test cases of one family; a case passes only when the input was handled as\n"
+        "expected (the exact error, no traceback, no side effect). The suite fails if any case fails.\n\n"
+        + "\n".join(rows) + "\n")
