@@ -10,6 +10,7 @@ from deploy_pipelines.adapters.database import Database
 from deploy_pipelines.adapters.migrations import load_migrations
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.platform import Platform
+from deploy_pipelines.history.metadata import event_metrics
 from deploy_pipelines.steps.backup import take_backup
 from deploy_pipelines.steps.common import (REASON_TAG, DeployTarget, deploy_history, ensure_exclusive, history_key,
                                            last_release)
@@ -73,7 +74,8 @@ def rollback(context, config: RollbackConfig, target: DeployTarget, platform: Pl
     meta = {"outcome": "rolled_back", "version": released.version, "image": released.image,
             "rolled_back_from": current.version, "reason": config.reason, "database_action": db_action,
             "release_id": context.run_id,
-            "summary": MetadataValue.md(f"### rollback {current.version} → {released.version}\n\n{config.reason}")}
+            "summary": MetadataValue.md(f"### rollback {current.version} → {released.version}\n\n{config.reason}"),
+            **event_metrics(context)}
     context.log_event(AssetMaterialization(history_key(target.service, target.environment), metadata=meta,
                                            description=f"rolled back to {released.version}"))
     return Output({"version": released.version, "from": current.version}, metadata={"version": released.version})
