@@ -75,6 +75,11 @@ def dora_metrics(events: list[HistoryEvent], now: float) -> dict[str, dict]:
     return {name: window_metrics(events, now, span) for name, span in WINDOWS.items()}
 
 
+LABELS = {"deployments": "deployments", "deployment_frequency_per_day": "deployments per day",
+          "lead_time_median_s": "lead time (median)", "change_failure_rate": "change failure rate",
+          "time_to_restore_mean_s": "time to restore (mean)", "rollbacks": "rollbacks"}
+
+
 def _fmt(name: str, value) -> str:
     if value is None:
         return "–"
@@ -89,6 +94,6 @@ def markdown_summary(title: str, metrics: dict[str, dict]) -> str:
     names = list(next(iter(metrics.values())))
     lines = [f"### DORA: {title}", "", "| metric | " + " | ".join(f"last {w}" for w in metrics) + " |",
              "|---|" + "---|" * len(metrics)]
-    lines += [f"| {n.replace('_', ' ')} | " + " | ".join(_fmt(n, m[n]) for m in metrics.values()) + " |"
+    lines += [f"| {LABELS.get(n, n)} | " + " | ".join(_fmt(n, m[n]) for m in metrics.values()) + " |"
               for n in names]
     return "\n".join(lines)
