@@ -8,6 +8,7 @@ from pathlib import Path
 from dagster import Definitions
 
 from deploy_pipelines.catalog import default_catalog_path, load_catalog
+from deploy_pipelines.history.definitions import build_history_definitions
 from deploy_pipelines.jobs import build_jobs
 from deploy_pipelines.resources import resources_for
 from deploy_pipelines.triggers.cleanup import build_cleanup
@@ -35,7 +36,8 @@ def build_definitions(catalog_path: str | Path | None = None) -> Definitions:
     if notify:
         sensors.append(notify[0])
         resources["notifier"] = notify[1]
-    return Definitions(jobs=jobs, sensors=sensors, schedules=build_schedules(catalog, on), resources=resources)
+    core = Definitions(jobs=jobs, sensors=sensors, schedules=build_schedules(catalog, on), resources=resources)
+    return Definitions.merge(core, build_history_definitions(catalog, str(path.resolve()), jobs, on))
 
 
 defs = build_definitions()

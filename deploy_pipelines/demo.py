@@ -101,11 +101,12 @@ def run_demo(stack_root: Path) -> int:
     from deploy_pipelines.stack.postgres import PostgresServer
 
     pg = PostgresServer.start(stack.root / "postgres")
-    for db in ("demo_web",):
+    for db in ("demo_web", "demo_web_live"):
         pg.create_database(db)
     env.setdefault("DEMO_WEB_DATABASE_URL", pg.url("demo_web"))
+    env.setdefault("DEMO_WEB_LIVE_DATABASE_URL", pg.url("demo_web_live"))
     env["DEMO_REPO"] = str(repo)
-    for name in ("DEMO_APP_PORT", "DEMO_SHOP_PORT", "DEMO_WEB_PORT"):
+    for name in ("DEMO_APP_PORT", "DEMO_SHOP_PORT", "DEMO_WEB_PORT", "DEMO_WEB_LIVE_PORT"):
         previous = stack.env().get(name)
         env[name] = previous or str(free_port())
     stack.write_env(env)

@@ -49,6 +49,11 @@ class GitSource(ConfigurableResource, ABC):
     def branch_head(self, branch: str) -> str | None:
         """The commit a branch points at, or None."""
 
+    def commit_time(self, commit: str) -> float | None:
+        """When the commit was made (unix seconds), or None where the source cannot tell cheaply;
+        the start of a change's lead time."""
+        return None
+
 
 class LocalGit(GitSource):
     """A git repository reachable by the git CLI (a path, file://, ssh or https URL)."""
@@ -87,6 +92,12 @@ class LocalGit(GitSource):
             if ref == f"refs/heads/{branch}":
                 return sha
         return None
+
+    def commit_time(self, commit: str) -> float | None:
+        if not Path(self.repo).exists():
+            return None   # a remote repository: `git show` would need a fetch first
+        out = str(self._git("-C", self.repo, "show", "-s", "--format=%ct", commit)).strip()
+        return float(out) if out else None
 
     def export(self, ref: str, dest: Path) -> Path:
         dest = Path(dest)

@@ -7,9 +7,11 @@ import time
 from dagster import AssetMaterialization, MetadataValue, Out, Output, op
 
 from deploy_pipelines.adapters.backup_storage import BackupStorage
+from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import BackupRecord, BuiltImage, DeployResult
 from deploy_pipelines.catalog.models import BlueGreen
+from deploy_pipelines.history.metadata import canary_steps_reached, event_metrics
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, deploy_history, ensure_exclusive, history_key
 
 
@@ -38,7 +40,7 @@ def unpin_superseded(storage: BackupStorage, service: str, environment: str, kee
 @op(out=Out(dict), tags={"deploy/step": "promote"})
 def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployResult, checks: VerifyOutcome,
             backup: BackupRecord | None, migrations: list, target: DeployTarget, platform: Platform,
-            backup_storage: BackupStorage) -> Output:
+            backup_storage: BackupStorage, git: GitSource) -> Output:
     """Make the new version stable and record the release."""
     ensure_exclusive(context, target.key)
     strategy = target.target.strategy
@@ -62,6 +64,8 @@ def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployR
         "keep_previous_until": (time.time() + keep) if keep and previous else 0.0,
         "summary": MetadataValue.md(release_summary(release, image, previous or "none", backup, migrations,
                                                    strategy.kind)),
+        **event_metrics(context, commit_time=git.commit_time(release.commit),
+                        steps_reached=canary_steps_reached(checks.checks, strategy)),
     }
     context.log_event(AssetMaterialization(history_key(target.service, target.environment), metadata=meta,
                                            description=f"{release.version} promoted"))

@@ -14,6 +14,7 @@ from deploy_pipelines.adapters.migrations import load_migrations
 from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import Workload
+from deploy_pipelines.history.metadata import event_metrics
 from deploy_pipelines.steps.backup import take_backup
 from deploy_pipelines.steps.common import (REASON_TAG, DeployTarget, deploy_history, ensure_exclusive, history_key,
                                            last_release)
@@ -103,7 +104,8 @@ def rollback(context, config: RollbackConfig, target: DeployTarget, platform: Pl
             "commit": released.commit, "rolled_back_from": current.version, "reason": config.reason,
             "database_action": db_action if undo else "none", "release_id": context.run_id,
             "workload": MetadataValue.json(released.workload.model_dump(mode="json")) if released.workload else "",
-            "summary": MetadataValue.md(f"### rollback {current.version} → {released.version}\n\n{config.reason}")}
+            "summary": MetadataValue.md(f"### rollback {current.version} → {released.version}\n\n{config.reason}"),
+            **event_metrics(context)}
     context.log_event(AssetMaterialization(history_key(target.service, target.environment), metadata=meta,
                                            description=f"rolled back to {released.version}"))
     return Output({"version": released.version, "from": current.version}, metadata={"version": released.version})

@@ -14,6 +14,7 @@ from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import DeployResult
 from deploy_pipelines.analysis import run_analysis
 from deploy_pipelines.catalog.models import Canary, HealthCheck, SmokeCheck
+from deploy_pipelines.history.metadata import event_metrics
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, ensure_exclusive, history_key
 
 
@@ -122,7 +123,7 @@ def verify(context, release: ReleaseInput, deployed: DeployResult, target: Deplo
         back_to = stable.version if stable else "nothing (no stable release)"
         context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
             "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,
-            "serving": back_to}))
+            "serving": back_to, **event_metrics(context)}))
         # The notify_runs sensor tells #incidents ("failed and rolled back") from this observation.
         raise Failure(f"{target.where}: {release.version} failed verification ({check}) and was rolled back "
                       f"to {back_to}: {reason}",
