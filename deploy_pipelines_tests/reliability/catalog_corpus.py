@@ -363,7 +363,7 @@ EXPECTED = {
     'target-unknown-env':
         "line 27: services.api.targets.prod: unknown environment 'prod' (known: staging, production) [service api]",
     'missing-docker':
-        'line 25: services.api.targets.staging.platform: docker needs environments.staging.docker (host, nginx_prefix) [service api, environment staging]',
+        'line 25: services.api.targets.staging.platform: docker needs environments.staging.docker (host) [service api, environment staging]',
     'job-name-collision':
         'line 43: services.web_a.targets.staging: services.web.targets.a_staging and this target would both make the job release_web_a_staging (and its rollback, backup, patch, sensors and schedules): rename a service or environment [service web_a, environment staging]',
     'port-collision':
