@@ -103,7 +103,7 @@ class DockerNginxPlatform(Platform):
     """Containers through the Docker Engine API, traffic through a managed nginx container."""
 
     docker_host: str
-    nginx_image: str
+    nginx_image: str = ""              # default: $DEPLOY_NGINX_IMAGE (the stack builds it), read when needed
     prometheus_targets_dir: str | None = None
     bind_host: str = "127.0.0.1"       # where instances publish and nginx listens, on the Docker host
     public_host: str = ""              # how the pipeline reaches those (default: the Docker host's name)
@@ -243,12 +243,16 @@ class DockerNginxPlatform(Platform):
 
     def _create_proxy(self):
         """Create (not start) the nginx container: the first _write puts the config, then starts it."""
+        image = self.nginx_image or os.environ.get("DEPLOY_NGINX_IMAGE", "")
+        if not image:
+            raise PlatformError(f"{self.where}: no nginx image: set environments.{self.environment}.docker.nginx_image "
+                                "(or $DEPLOY_NGINX_IMAGE; `deploy-pipelines stack up` builds one)")
         try:
-            self.client.images.get(self.nginx_image)
+            self.client.images.get(image)
         except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
-            self.client.images.pull(self.nginx_image)
+            self.client.images.pull(image)
         proxy = self.client.containers.create(
-            self.nginx_image, name=self.proxy_name, network_mode="host", labels=self._labels("proxy"),
+            image, name=self.proxy_name, network_mode="host", labels=self._labels("proxy"),
             command=["nginx", "-c", f"{CONF_DIR}/nginx.conf"])
         proxy.put_archive("/", _tar({f"{CONF_DIR.lstrip('/')}/nginx.conf": NGINX_MAIN,
                                      f"{CONF_DIR.lstrip('/')}/conf.d/.keep": ""}))

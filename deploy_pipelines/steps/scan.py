@@ -12,19 +12,19 @@ from dagster import Failure, Out, Output, op
 
 from deploy_pipelines.adapters.database import Database
 from deploy_pipelines.adapters.git import GitError, GitSource
-from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.steps.common import (COMMIT_TAG, VERSION_TAG, DeployTarget, ReleaseConfig, ReleaseInput, ensure_exclusive,
-                                           ensure_not_downgrade, parse_version, passed_in)
+                                           ensure_not_downgrade, last_release, parse_version, passed_in)
 from deploy_pipelines.steps.gate import run_gate
 
 
 @op(out=Out(ReleaseInput), tags={"deploy/step": "scan"})
-def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, database: Database,
-         platform: Platform) -> Output:
+def scan(context, config: ReleaseConfig, target: DeployTarget, git: GitSource, database: Database) -> Output:
     """Resolve the release tag and run the scan gate (findings + migration lint)."""
     ensure_exclusive(context, target.key)
-    serving = platform.current()
-    ensure_not_downgrade(target, serving.version if serving else None, config.version, config.allow_downgrade)
+    # What the history says serves (deploy checks the platform itself again before any change).
+    serving = last_release(context.instance, target.service, target.environment, outcome=None)
+    if serving and serving.get("outcome") in ("promoted", "rolled_back"):
+        ensure_not_downgrade(target, str(serving.get("version")), config.version, config.allow_downgrade)
     svc = target.spec
     if config.commit:
         # A build of a branch commit (the branch sensor): never beyond the first environment.
