@@ -4,6 +4,7 @@
 import tempfile
 from pathlib import Path
 
+import httpx
 from dagster import Failure, MetadataValue, Out, Output, op
 
 from deploy_pipelines.adapters.git import GitSource
@@ -47,7 +48,11 @@ def build(context, release: ReleaseInput, target: DeployTarget, git: GitSource, 
     """Build at the tag and push (or, for external images, verify the tag exists)."""
     svc = target.spec
     repository = image_repository(target)
-    existing = builder.find(repository, release.version)
+    try:
+        existing = builder.find(repository, release.version)
+    except (httpx.HTTPError, OSError) as exc:      # a registry that is down: stop before anything is deployed
+        raise Failure(f"{target.where}: registry {repository.split('/', 1)[0]} unreachable, nothing deployed: "
+                      f"{redact(exc)}") from None
     if svc.image.external:
         if existing is None:
             raise Failure(f"{target.where}: image {repository}:{release.version} does not exist "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from deploy_pipelines.adapters.registry import OciRegistry
 from deploy_pipelines.redact import redact
 from deploy_pipelines.stack.podman import PodmanService
 from deploy_pipelines.stack.registry import RegistryServer
+from deploy_pipelines_tests.reliability.leaks import ArgvSampler
 
 pytestmark = pytest.mark.slow
 
@@ -37,34 +37,6 @@ def registry(tmp_path_factory, request):
     yield server
     mp.undo()
     server.stop()
-
-
-class ArgvSampler:
-    """Reads every process's argv from /proc every few ms while a block runs."""
-
-    def __init__(self):
-        self.samples: list[str] = []
-        self._stop = threading.Event()
-
-    def _loop(self):
-        while not self._stop.is_set():
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                try:
-                    text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if text:
-                    self.samples.append(text)
-            self._stop.wait(0.01)
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def context_dir(tmp: Path) -> Path:
