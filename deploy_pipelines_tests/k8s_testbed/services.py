@@ -1,6 +1,7 @@
-"""kube-proxy for the test bed: each Service with a selector is served on a loopback port by the
-local stack's nginx, upstream = the ready addresses of its Endpoints (for its first port), so user
-traffic in a test goes where the cluster state says. The port is published as the Service's
+"""kube-proxy (and Istio's sidecars) for the test bed: each Service with a selector is served on a
+loopback port by the local stack's nginx, upstream = the ready addresses of its Endpoints (for its
+first port), weighted by the VirtualService that routes its host over DestinationRule subsets
+when there is one, so user traffic in a test goes where the cluster state says. The port is published as the Service's
 `status.loadBalancer.ingress` (127.0.0.1 and the port), as a cloud load balancer would.
 
 Like a real proxy it lags the Endpoints a little (one nginx reload, confirmed by a generation
@@ -19,8 +20,12 @@ from pathlib import Path
 import httpx
 
 from deploy_pipelines.stack.process import free_port
-from deploy_pipelines_tests.k8s_testbed.controllers import ENDPOINTS, SERVICES
+from deploy_pipelines_tests.k8s_testbed.controllers import ENDPOINTS, PODS, SERVICES
+from deploy_pipelines_tests.k8s_testbed.resources import BY_PATH
 from deploy_pipelines_tests.k8s_testbed.store import ApiError, Store
+
+VIRTUALSERVICES = BY_PATH[("networking.istio.io", "v1beta1", "virtualservices")]
+DESTINATIONRULES = BY_PATH[("networking.istio.io", "v1beta1", "destinationrules")]
 
 
 class ServiceProxy:
@@ -67,15 +72,59 @@ class ServiceProxy:
             if key not in self.ports:
                 self.ports[key] = free_port()
                 self._publish(svc, self.ports[key])
-            ep = self.store.find(ENDPOINTS, *key) or {}
-            servers = sorted(f"{a['ip']}:{s['ports'][0]['port']}" for s in ep.get("subsets") or []
-                             for a in s.get("addresses") or [])
+            servers = self._servers(svc, key)
             if self.written.get(key) != servers:
                 self._write(key, servers)
                 self.written[key] = servers
                 changed = key
         if changed:
             self._reload(self.ports[changed])
+
+    def _servers(self, svc: dict, key: tuple[str, str]) -> list[str]:
+        """`ip:port weight=w` per ready endpoint: equal weights, or the split of an Istio
+        VirtualService routing this host over DestinationRule subsets (exact, as Envoy's)."""
+        ep = self.store.find(ENDPOINTS, *key) or {}
+        ready = [(a, s["ports"][0]["port"]) for s in ep.get("subsets") or [] for a in s.get("addresses") or []]
+        split = self._istio_split(svc, key)
+        if split is None:
+            return sorted(f"{a['ip']}:{port} weight=1" for a, port in ready)
+        groups = []
+        for labels, weight in split:
+            members = []
+            for a, port in ready:
+                pod = self.store.find(PODS, key[0], (a.get("targetRef") or {}).get("name", ""))
+                if pod and all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in labels.items()):
+                    members.append(f"{a['ip']}:{port}")
+            if weight > 0 and members:
+                groups.append((members, weight))
+        servers = []
+        for members, weight in groups:
+            # weight% over len(members) servers: each gets weight x (product of the other
+            # groups' sizes), so the shares are exact whatever the pod counts.
+            others = 1
+            for m, _ in groups:
+                if m is not members:
+                    others *= len(m)
+            servers += [f"{m} weight={weight * others}" for m in members]
+        return sorted(servers)
+
+    def _istio_split(self, svc: dict, key: tuple[str, str]) -> list[tuple[dict, int]] | None:
+        ns, name = key
+        hosts = {name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"}
+        for vs in self.store.list(VIRTUALSERVICES, ns)[0]:
+            if not hosts & set(vs["spec"].get("hosts") or []):
+                continue
+            routes = (vs["spec"].get("http") or [{}])[0].get("route") or []
+            rules = [dr for dr in self.store.list(DESTINATIONRULES, ns)[0] if dr["spec"].get("host") in hosts]
+            subsets = {s["name"]: s.get("labels") or {} for dr in rules for s in dr["spec"].get("subsets") or []}
+            split = []
+            for r in routes:
+                dest = r.get("destination") or {}
+                if dest.get("host") in hosts:
+                    labels = subsets.get(dest.get("subset"), {}) if dest.get("subset") else {}
+                    split.append((labels, int(r.get("weight", 100 if len(routes) == 1 else 0))))
+            return split
+        return None
 
     def _publish(self, svc: dict, port: int) -> None:
         svc["status"] = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1", "ipMode": "VIP",
