@@ -7,6 +7,7 @@ generation/observedGeneration, merge / strategic-merge / JSON patch, label selec
 streams (initial ADDED events, replay from a resourceVersion), the Deployment controller's
 maxSurge/maxUnavailable arithmetic and conditions (the test plays the kubelet: it marks pods ready
 through pods/status), Job failure by backoffLimit, faults (injected 5xx, dropped watches), and
+the Argo Rollouts canary step machine (setWeight, pause, promote, abort), and
 `kubectl get deploy,pods -o wide`.
 Not covered here: pods as real containers, Services through nginx, pods/log (test_k8s_testbed_pods.py)."""
 
@@ -323,3 +324,56 @@ def test_kubectl_lists_deployments_and_pods(cluster, apps, core):
     got = subprocess.run([KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "-n", NS, "get", "deploy", "roll",
                           "-o", "jsonpath={.status.updatedReplicas}"], capture_output=True, text=True, timeout=60)
     assert got.stdout == "4", got.stderr
+
+
+def test_argo_rollout_walks_its_canary_steps_and_aborts(api, core):
+    """setWeight 25 -> pause (until promoted) -> setWeight 50 -> pause 1s -> full; then an abort."""
+    import time
+
+    custom = client.CustomObjectsApi(api)
+    ro_api = ("argoproj.io", "v1alpha1", NS, "rollouts")
+
+    def rollout():
+        return custom.get_namespaced_custom_object(*ro_api, "shop")
+
+    def until(predicate, what, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            mark_ready(core, "app=shop")
+            ro = rollout()
+            if predicate(ro.get("status") or {}):
+                return ro["status"]
+            time.sleep(0.1)
+        raise AssertionError(f"rollout never {what}: {rollout().get('status')}")
+
+    def replicas():
+        return {r.metadata.labels["rollouts-pod-template-hash"]: r.spec.replicas
+                for r in client.AppsV1Api(api).list_namespaced_replica_set(NS, label_selector="app=shop").items}
+
+    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "shop"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "shop"}},
+                     "template": {"metadata": {"labels": {"app": "shop"}},
+                                  "spec": {"containers": [{"name": "shop", "image": "registry.invalid/shop:1"}]}},
+                     "strategy": {"canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50},
+                                                       {"pause": {"duration": "1s"}}]}}}}
+    custom.create_namespaced_custom_object(*ro_api[:3], "rollouts", body)
+    first = until(lambda s: s.get("phase") == "Healthy" and s.get("availableReplicas") == 4, "healthy")
+    stable = first["stableRS"]
+    custom.patch_namespaced_custom_object(*ro_api, "shop", {"spec": {"template": {"spec": {"containers": [
+        {"name": "shop", "image": "registry.invalid/shop:2"}]}}}})
+    paused = until(lambda s: s.get("phase") == "Paused", "paused at the first pause")
+    canary = paused["currentPodHash"]
+    assert paused["currentStepIndex"] == 1 and paused["pauseConditions"][0]["reason"] == "CanaryPauseStep"
+    assert replicas() == {stable: 3, canary: 1}                       # 25% of 4
+    # Promote, as `kubectl argo rollouts promote` does: clear the pause conditions.
+    custom.patch_namespaced_custom_object_status(*ro_api, "shop", {"status": {"pauseConditions": None}})
+    done = until(lambda s: s.get("stableRS") == canary and s.get("phase") == "Healthy", "promoted", timeout=20)
+    assert done["currentStepIndex"] == 4 and replicas() == {stable: 0, canary: 4}
+    # A third version, aborted at its first pause: everything back on the stable one.
+    custom.patch_namespaced_custom_object(*ro_api, "shop", {"spec": {"template": {"spec": {"containers": [
+        {"name": "shop", "image": "registry.invalid/shop:3"}]}}}})
+    bad = until(lambda s: s.get("phase") == "Paused", "paused")["currentPodHash"]
+    custom.patch_namespaced_custom_object_status(*ro_api, "shop", {"status": {"abort": True}})
+    aborted = until(lambda s: s.get("phase") == "Degraded", "aborted")
+    assert aborted["message"].startswith("RolloutAborted") and aborted["stableRS"] == canary
+    assert until(lambda s: replicas() == {stable: 0, canary: 4, bad: 0}, "scaled back")

@@ -14,6 +14,7 @@ from deploy_pipelines_tests.k8s_testbed.controllers import Controllers
 from deploy_pipelines_tests.k8s_testbed.kubelet import Kubelet
 from deploy_pipelines_tests.k8s_testbed.resources import BY_PATH
 from deploy_pipelines_tests.k8s_testbed.server import ApiServer
+from deploy_pipelines_tests.k8s_testbed.services import ServiceProxy
 from deploy_pipelines_tests.k8s_testbed.store import Store
 
 NAMESPACES = BY_PATH[("", "v1", "namespaces")]
@@ -23,7 +24,7 @@ class TestCluster:
     __test__ = False        # not a pytest class
 
     def __init__(self, state_dir: Path, docker_host: str | None = None, namespaces=("default",),
-                 context: str = "testbed", backoff_seconds: float = 1.0):
+                 context: str = "testbed", backoff_seconds: float = 1.0, nginx_prefix: Path | None = None):
         self.state_dir = Path(state_dir)
         self.context = context
         self.id = secrets.token_hex(4)
@@ -31,6 +32,7 @@ class TestCluster:
         self.kubelet = Kubelet(self.store, docker_host, self.id, backoff_seconds) if docker_host else None
         self.server = ApiServer(self.store, self.kubelet)
         self.controllers = Controllers(self.store, job_backoff_seconds=backoff_seconds)
+        self.proxy = ServiceProxy(self.store, nginx_prefix, self.id) if nginx_prefix else None
         self._thread = threading.Thread(target=self.server.serve_forever, name="testbed-api", daemon=True)
         for ns in namespaces:
             self.create_namespace(ns)
@@ -54,6 +56,8 @@ class TestCluster:
         self.controllers.start()
         if self.kubelet:
             self.kubelet.start()
+        if self.proxy:
+            self.proxy.start()
         self.kubeconfig.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": self.context,
             "clusters": [{"name": self.context, "cluster": {"server": self.url}}],
@@ -64,6 +68,8 @@ class TestCluster:
 
     def stop(self) -> None:
         self.store.drop_watches()
+        if self.proxy:
+            self.proxy.stop()
         if self.kubelet:
             self.kubelet.stop()
         self.controllers.stop()
@@ -78,4 +84,9 @@ class TestCluster:
 
     def errors(self) -> list[str]:
         """What the controllers and kubelet could not do (a test asserts this is empty)."""
-        return [*self.controllers.errors, *(self.kubelet.errors if self.kubelet else [])]
+        return [*self.controllers.errors, *(self.kubelet.errors if self.kubelet else []),
+                *(self.proxy.errors if self.proxy else [])]
+
+    def service_url(self, namespace: str, name: str) -> str:
+        """Where a Service answers (its nginx listener on 127.0.0.1)."""
+        return self.proxy.url(namespace, name)

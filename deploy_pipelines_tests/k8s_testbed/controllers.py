@@ -88,6 +88,9 @@ class Controllers:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="testbed-controllers", daemon=True)
         self.errors: list[str] = []
+        from deploy_pipelines_tests.k8s_testbed.rollouts import RolloutController
+
+        self.rollouts = RolloutController(store)
 
     def start(self) -> None:
         self._thread.start()
@@ -117,6 +120,7 @@ class Controllers:
             self.replicaset(rs)
         for job in self.store.list(JOBS)[0]:
             self.job(job)
+        self.rollouts.reconcile()
         self.collect_garbage()
         for svc in self.store.list(SERVICES)[0]:
             self.endpoints(svc)
@@ -362,7 +366,9 @@ class Controllers:
 
     # --- garbage collector and endpoints -------------------------------------------------
     def collect_garbage(self) -> None:
-        uids = {o["metadata"]["uid"] for res in (DEPLOY, RS, JOBS) for o in self.store.list(res)[0]}
+        from deploy_pipelines_tests.k8s_testbed.rollouts import ROLLOUTS
+
+        uids = {o["metadata"]["uid"] for res in (DEPLOY, RS, JOBS, ROLLOUTS) for o in self.store.list(res)[0]}
         for res in (RS, PODS):
             for o in self.store.list(res)[0]:
                 refs = o["metadata"].get("ownerReferences") or []

@@ -26,7 +26,7 @@ def apply_defaults(kind: str, obj: dict) -> None:
         _pod_spec(spec)
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     elif kind in ("Deployment", "ReplicaSet", "Job"):
-        obj["status"] = {}
+        obj["status"] = {"replicas": 0} if kind == "ReplicaSet" else {}   # replicas is required there
         template = spec.get("template") or {}
         _pod_spec(template.setdefault("spec", {}))
         if kind == "Deployment":

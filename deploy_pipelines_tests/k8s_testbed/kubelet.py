@@ -357,12 +357,24 @@ class PodWorker(threading.Thread):
                         if p.get("name") == port)
         return int(self.ports.get(str(port), port))
 
+    def _pre_stop(self, pod: dict | None) -> None:
+        """lifecycle.preStop (sleep or exec) runs before SIGTERM, as the kubelet runs it: the
+        time a pod gives the proxies to take it out of their upstreams."""
+        hook = (((pod or {}).get("spec", {}).get("containers") or [{}])[0].get("lifecycle") or {}).get("preStop")
+        if not hook:
+            return
+        if "sleep" in hook:
+            time.sleep(float(hook["sleep"]["seconds"]))
+        elif "exec" in hook:
+            self.container.exec_run(hook["exec"]["command"])
+
     def _remove(self) -> None:
         if self._deleting():
             pod = self.pod()
             grace = (pod or {}).get("spec", {}).get("terminationGracePeriodSeconds", 30)
             try:
                 if self.container is not None:
+                    self._pre_stop(pod)
                     self.container.stop(timeout=min(grace, 10))
                     self.container.remove(force=True)
             except docker.errors.APIError:

@@ -73,7 +73,9 @@ def _crd_validator(crd_file: str, version: str):
     crd = yaml.safe_load((FIXTURES / "crds" / crd_file).read_text())
     schema = next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == version)
     schema = _strict(copy.deepcopy(schema))
-    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+    # Every object carries these whether or not the CRD's schema lists them (Istio's do not).
+    schema.setdefault("properties", {}).update({"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                                "metadata": {"type": "object"}})
     return jsonschema.Draft4Validator(schema)
 
 
