@@ -81,7 +81,7 @@ def platform(request, local_stack):  # noqa: F811
         c.remove(force=True)
 
 
-def workload(images, version: str, replicas: int = 2, **kw) -> Workload:
+def workload(images, version: str, replicas: int = 1, **kw) -> Workload:
     ref, digest = images[version]
     return Workload(version=version, image=ref, digest=digest, commit="c0ffee", run_id=f"run-{version}",
                     replicas=replicas, env={"GREETING": f"hello from {version}"},
@@ -109,7 +109,7 @@ def log(msg: str) -> None:
 
 def test_first_release_then_rolling_under_load(platform, images):
     assert platform.current() is None and platform.status().phase == "none"
-    result = platform.deploy(workload(images, "v1.0.0"), Rolling(), log)
+    result = platform.deploy(workload(images, "v1.0.0", replicas=2), Rolling(), log)
     assert result.previous is None
     platform.promote(log)
     assert answers(platform.public_url()) == {"v1.0.0": 40}
@@ -119,7 +119,7 @@ def test_first_release_then_rolling_under_load(platform, images):
 
     with LoadGenerator(platform.public_url() + "/ready", concurrency=4) as load:
         time.sleep(0.5)
-        platform.deploy(workload(images, "v1.1.0"), Rolling(max_surge=1, max_unavailable=0), log)
+        platform.deploy(workload(images, "v1.1.0", replicas=2), Rolling(max_surge=1, max_unavailable=0), log)
         platform.promote(log)
         time.sleep(0.5)
     summary = load.summary()
@@ -143,11 +143,11 @@ def test_blue_green_preview_switch_and_keep_previous(platform, images):
     assert answers(platform.public_url()) == {"v1.1.0": 40}
     platform.promote(log, keep_previous_seconds=600)
     platform.promote(log, keep_previous_seconds=600)    # idempotent
-    assert running(platform) == {"v1.0.0": 2, "v1.1.0": 2}          # blue kept warm
+    assert running(platform) == {"v1.0.0": 1, "v1.1.0": 1}          # blue kept warm
     assert platform.cleanup(log) == []                  # grace period not over
     platform._test_clock.now += 601                     # noqa: SLF001
     removed = platform.cleanup(log)
-    assert len(removed) == 2 and running(platform) == {"v1.1.0": 2}
+    assert len(removed) == 1 and running(platform) == {"v1.1.0": 1}
     assert platform.cleanup(log) == []                  # idempotent
     assert answers(platform.public_url()) == {"v1.1.0": 40}
 
@@ -158,7 +158,7 @@ def test_canary_weights_then_abort(platform, images):
     canary = Canary(steps=[CanaryStep(setWeight=50)])
     platform.deploy(workload(images, "v1.1.0"), canary, log)
     platform.deploy(workload(images, "v1.1.0"), canary, log)      # idempotent: no extra instances
-    assert running(platform) == {"v1.0.0": 2, "v1.1.0": 2}
+    assert running(platform) == {"v1.0.0": 1, "v1.1.0": 1}
     platform.set_weight(50, log)
     st = platform.status()
     assert st.phase == "progressing" and st.weight == 50 and st.new.version == "v1.1.0"
@@ -168,7 +168,7 @@ def test_canary_weights_then_abort(platform, images):
     assert platform.abort("again", log).version == "v1.0.0"       # idempotent
     assert stable.version == "v1.0.0"
     assert answers(platform.public_url()) == {"v1.0.0": 40}
-    assert running(platform) == {"v1.0.0": 2}
+    assert running(platform) == {"v1.0.0": 1}
 
 
 def test_rollback_warm_and_redeployed_from_its_own_workload(platform, images):
@@ -190,7 +190,7 @@ def test_rollback_warm_and_redeployed_from_its_own_workload(platform, images):
 
 
 def test_secrets_are_never_readable_through_the_platform(platform, images):
-    platform.deploy(workload(images, "v1.0.0", replicas=1), Rolling(), log)
+    platform.deploy(workload(images, "v1.0.0"), Rolling(), log)
     platform.promote(log)
     seen = []
     for c in platform.client.containers.list(all=True, filters={"label": f"deploy.service={platform.service}"}):
@@ -201,5 +201,5 @@ def test_secrets_are_never_readable_through_the_platform(platform, images):
     # ... and yet the workload received it.
     inst = platform.client.containers.list(filters={"label": [f"deploy.service={platform.service}",
                                                               "deploy.role=instance"]})[0]
-    environ = inst.exec_run(["cat", "/proc/1/environ"], user="root").output.decode()
+    environ = inst.exec_run(["cat", "/proc/1/environ"], user="65534").output.decode()   # the app's own user
     assert f"API_TOKEN={PLANTED}" in environ.split("\0")

@@ -149,14 +149,16 @@ def ensure_exclusive(context, key: str) -> None:
       earlier re-execution of the same run) would act on a state it never saw: it stops before
       any change, naming the newer run. Re-execute the newest run instead."""
     run = context.dagster_run
-    records = context.instance.get_run_records(RunsFilter(tags={TARGET_TAG: key}), limit=200)
-    busy = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != run.run_id
-            and r.dagster_run.status in (DagsterRunStatus.STARTED, DagsterRunStatus.STARTING)]
+    others = context.instance.get_run_records(
+        RunsFilter(tags={TARGET_TAG: key}, statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]),
+        limit=5)
+    busy = [r.dagster_run.run_id for r in others if r.dagster_run.run_id != run.run_id]
     if busy:
         raise Failure(f"another release or rollback of {key} is in progress (run {busy[0]}): "
                       "releases of one service to one environment never overlap; retry when it ends")
     if not run.parent_run_id:
         return
+    records = context.instance.get_run_records(RunsFilter(tags={TARGET_TAG: key}), limit=200)
     by_id = {r.dagster_run.run_id: r for r in records}
     ancestors, cursor = set(), run.parent_run_id
     while cursor and cursor not in ancestors:
