@@ -1,14 +1,16 @@
 """Orchestration overhead of a release run (issue 8, point 6): what Dagster and the release ops
 cost when every adapter answers at once.
 
-Two jobs, executed in this process (execute_in_process, in-process executor) on the same
+Three jobs, executed in this process (execute_in_process, in-process executor) on the same
 ephemeral instance, interleaved, N runs each after a warm-up:
 - release: the real release job (jobs.build_release_job: scan, build, backup, migrate, deploy,
   verify, promote, with their checks, logs, metadata and the deploy/<env>/<service> asset event)
   for a catalog service with a PostgreSQL database, migrations, rolling strategy and a health
   check, its adapters replaced by bench/instant_adapters.py (git, builder, database, backup
   storage, platform, metrics, notifier; the catalog-reading `target` resource stays real);
-- bare: 7 trivial ops chained, nothing else.
+- bare: 7 trivial ops chained, nothing else (the goal: release <= 1.2x bare);
+- same_shape: 7 trivial ops wired like the release job (16 inputs), to split the excess into
+  what the graph's data flow costs and what the ops' own work (checks, logs, metadata) costs.
 Each release run releases a newer version (v1.0.0, v1.0.1, ...), as a real target sees them.
 Reported: the wall time of each execute_in_process call, the ratio of medians (goal <= 1.2x), and
 per op the median time between its STEP_START and STEP_SUCCESS events (where any excess goes).
@@ -87,6 +89,51 @@ def bare_job():
     return bare_seven_ops
 
 
+def same_shape_job():
+    """7 trivial ops wired exactly like the release job (16 inputs: promote takes 6): what the
+    graph's data flow alone costs, without the ops' own checks, logs and metadata."""
+    from dagster import in_process_executor, job, op
+
+    @op
+    def scan():
+        return "release"
+
+    @op
+    def build(release):
+        return "image"
+
+    @op
+    def backup(release, image):
+        return "dump"
+
+    @op
+    def migrate(release, dump):
+        return []
+
+    @op
+    def deploy(release, image, migrations):
+        return "deployed"
+
+    @op
+    def verify(release, deployed):
+        return "ok"
+
+    @op
+    def promote(release, image, deployed, checks, dump, migrations):
+        return {}
+
+    @job(name="same_shape_seven_ops", executor_def=in_process_executor)
+    def same_shape_seven_ops():
+        release = scan()
+        image = build(release)
+        dump = backup(release, image)
+        applied = migrate(release, dump)
+        deployed = deploy(release, image, applied)
+        promote(release, image, deployed, verify(release, deployed), dump, applied)
+
+    return same_shape_seven_ops
+
+
 def step_times(instance, run_id: str) -> dict[str, float]:
     """Seconds from STEP_START to STEP_SUCCESS of each op of a run."""
     from dagster import DagsterEventType
@@ -140,12 +187,13 @@ def main() -> int:
         path = Path(tmp) / "deploy.yaml"
         path.write_text(yaml.safe_dump(CATALOG, sort_keys=False))
         release = build_release_job(load_catalog(str(path)), str(path), "app", "bench")
-        bare = bare_job()
+        bare, shape = bare_job(), same_shape_job()
         resources = instant_resources()
         instance = (DagsterInstance.ephemeral() if args.instance == "ephemeral"
                     else DagsterInstance.local_temp(tmp))
-        times: dict[str, list[float]] = {"release": [], "bare": []}
-        steps: dict[str, dict[str, list[float]]] = {"release": defaultdict(list), "bare": defaultdict(list)}
+        kinds = ("release", "bare", "same_shape")
+        times: dict[str, list[float]] = {k: [] for k in kinds}
+        steps: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in kinds}
         last_run: dict[str, str] = {}
         n = 0
 
@@ -158,7 +206,7 @@ def main() -> int:
                     run_config={"ops": {"scan": {"config": {"version": f"v1.0.{n}"}}}}, instance=instance,
                     resources=resources)
             else:
-                result = bare.execute_in_process(instance=instance)
+                result = (bare if kind == "bare" else shape).execute_in_process(instance=instance)
             elapsed = time.perf_counter() - t
             assert result.success, f"{kind} run {result.run_id} failed"
             last_run[kind] = result.run_id
@@ -168,15 +216,13 @@ def main() -> int:
                     steps[kind][key].append(s)
 
         for _ in range(args.warmup):
-            run("release", False)
-            run("bare", False)
+            for kind in kinds:
+                run(kind, False)
         for i in range(args.runs):
-            # Alternate which goes first, so neither always runs right after the other.
-            order = ("release", "bare") if i % 2 == 0 else ("bare", "release")
-            for kind in order:
+            # Rotate the order, so no job always runs right after the same other one.
+            for kind in kinds[i % 3:] + kinds[:i % 3]:
                 run(kind, True)
-            print(f"{i + 1}/{args.runs}: release {times['release'][-1]:.3f}s bare {times['bare'][-1]:.3f}s",
-                  flush=True)
+            print(f"{i + 1}/{args.runs}: " + " ".join(f"{k} {times[k][-1]:.3f}s" for k in kinds), flush=True)
 
         events = {kind: event_counts(instance, run_id) for kind, run_id in last_run.items()}
         # Six of the seven release ops check exclusivity: one run-records query each, on this
@@ -187,15 +233,17 @@ def main() -> int:
         run_records_query_s = (time.perf_counter() - t) / 20
         instance.dispose()
 
-    release_s, bare_s = summary(times["release"]), summary(times["bare"])
+    release_s, bare_s, shape_s = summary(times["release"]), summary(times["bare"]), summary(times["same_shape"])
     results = {
         "runs": args.runs, "warmup": args.warmup,
         "instance": "DagsterInstance.ephemeral()" if args.instance == "ephemeral" else "SQLite (local_temp)",
         "events_per_run": {kind: sum(c.values()) for kind, c in events.items()},
         "events_by_type": events,
         "exclusivity_query_s": round(run_records_query_s, 4),
-        "release": release_s, "bare": bare_s,
+        "release": release_s, "bare": bare_s, "same_shape": shape_s,
         "ratio_of_medians": round(release_s["median_s"] / bare_s["median_s"], 3),
+        "same_shape_over_bare": round(shape_s["median_s"] / bare_s["median_s"], 3),
+        "release_over_same_shape": round(release_s["median_s"] / shape_s["median_s"], 3),
         "median_step_s": {kind: {k: round(statistics.median(v), 4) for k, v in per.items()}
                           for kind, per in steps.items()},
         "raw_s": {k: [round(x, 4) for x in v] for k, v in times.items()},

@@ -10,6 +10,8 @@ BENCHES = [
     ("bench.sensor_tick", ["--services", "200", "--tags", "1000"]),
     ("bench.tag_latency", ["--rounds", "20"]),
     ("bench.progressive", ["--rounds", "3"]),
+    ("bench.traffic_switch", ["--rounds", "10"]),
+    ("bench.orchestration_overhead", ["--runs", "20"]),
 ]
 
 
