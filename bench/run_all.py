@@ -12,6 +12,8 @@ BENCHES = [
     ("bench.progressive", ["--rounds", "3"]),
     ("bench.backup_throughput", ["--rows", "1000000", "4000000", "--rounds", "3"]),
     ("bench.catalog_bounds", ["--rounds", "5"]),
+    ("bench.traffic_switch", ["--rounds", "10"]),
+    ("bench.orchestration_overhead", ["--runs", "20"]),
 ]
 
 

@@ -78,7 +78,10 @@ class PodmanService:
         service = cls(state_dir, driver, list(insecure_registries or []))
         service.write_config()
         driver_file.write_text(driver)
-        if service.running():
+        if service.started():
+            # Alive but maybe slow to answer (a loaded machine): wait for it. Spawning a second
+            # service would unlink its socket and orphan it.
+            wait_for(service._ping, 30, f"podman API service ({service.socket})", service.proc.log_file)
             return service
         service.socket.unlink(missing_ok=True)
         service.proc.spawn(["podman", "system", "service", "--time=0", service.docker_host],
@@ -89,7 +92,19 @@ class PodmanService:
     def _ping(self) -> bool:
         import docker
 
-        return docker.DockerClient(base_url=self.docker_host, timeout=2).ping()
+        # The first request initialises Podman's storage: 3.9 s measured on a loaded 2-core machine.
+        # A shorter timeout aborts it over and over and the service never looks ready.
+        return docker.DockerClient(base_url=self.docker_host, timeout=15).ping()
+
+    def started(self) -> bool:
+        """The recorded PID is alive and is this service (not a PID reused by another process)."""
+        pid = self.proc.pid
+        if pid is None or not self.proc.running():
+            return False
+        try:
+            return self.docker_host.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
 
     def running(self) -> bool:
         if not self.proc.running():
