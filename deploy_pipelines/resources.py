@@ -77,7 +77,7 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
             service=service, environment=environment,
             public_port=EnvVar.int(target.port.env) if isinstance(target.port, EnvRef) else target.port,
             docker_host=setting(d.host), nginx_image=setting(d.nginx_image) if d.nginx_image else "",
-            bind_host=d.bind_host, public_host=setting(d.public_host) if d.public_host else "",
+            bind_host=d.bind_host, network=d.network, public_host=setting(d.public_host) if d.public_host else "",
             prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)
     else:
         raise NotImplementedError(f"platform {target.platform} (service {service}, environment {environment}) "

@@ -111,6 +111,7 @@ class DockerNginxPlatform(Platform):
     nginx_image: str = ""              # default: $DEPLOY_NGINX_IMAGE (the stack builds it), read when needed
     prometheus_targets_dir: str | None = None
     bind_host: str = "127.0.0.1"       # where instances publish and nginx listens, on the Docker host
+    network: str = "bridge"            # bridge: container_port published; host: the instance listens on $PORT
     public_host: str = ""              # how the pipeline reaches those (default: the Docker host's name)
 
     capabilities: ClassVar[Capabilities] = Capabilities(traffic="pipeline", weight_step=1)
@@ -149,7 +150,8 @@ class DockerNginxPlatform(Platform):
         out = []
         for c in found:
             labels = c.get("Labels") or {}
-            port = next((p.get("PublicPort") for p in c.get("Ports") or [] if p.get("PublicPort")), None)
+            port = next((p.get("PublicPort") for p in c.get("Ports") or [] if p.get("PublicPort")), None) \
+                or (int(labels[f"{L}port"]) if labels.get(f"{L}port") else None)
             inst = Instance(c["Id"], (c.get("Names") or ["?"])[0].lstrip("/"), labels.get(f"{L}version", ""),
                             labels.get(f"{L}digest", ""), c.get("State") == "running", port)
             if (digest is None or inst.digest == digest) and (running is None or inst.running == running):
@@ -328,6 +330,15 @@ class DockerNginxPlatform(Platform):
                 f"{secrets.token_hex(3)}")
         # The platform sets PORT and APP_VERSION: an instance must not inherit them from elsewhere.
         env = {**workload.env, "PORT": str(workload.container_port), "APP_VERSION": workload.version}
+        if self.network == "host":
+            # Host network (services on the host's loopback, such as the local stack's databases, are
+            # reachable): each instance gets its own host port in $PORT, on bind_host.
+            host_port = _free_port(self.bind_host)
+            env.update(PORT=str(host_port), BIND=self.bind_host)
+            labels[f"{L}port"] = str(host_port)
+            net = {"network_mode": "host"}
+        else:
+            net = {"ports": {f"{workload.container_port}/tcp": (self.bind_host, None)}}
         kwargs = {}
         if workload.secret_env:
             cfg = image.attrs.get("Config") or {}
@@ -335,8 +346,7 @@ class DockerNginxPlatform(Platform):
             kwargs = {"entrypoint": ["/bin/sh", "-c", f'. {SECRETS_FILE} && exec "$@"', "deploy-secrets"],
                       "command": argv}
         container = client.containers.create(
-            workload.image, name=name, labels=labels, environment=env, stop_signal="SIGTERM",
-            ports={f"{workload.container_port}/tcp": (self.bind_host, None)}, **kwargs)
+            workload.image, name=name, labels=labels, environment=env, stop_signal="SIGTERM", **net, **kwargs)
         if workload.secret_env:
             # Readable by the image's user only (numeric USER; a named one gets a world-readable file
             # inside its own container).
@@ -345,9 +355,12 @@ class DockerNginxPlatform(Platform):
             container.put_archive("/", _tar({SECRETS_FILE.lstrip("/"): self._secrets_file(workload)}, mode=mode,
                                             owner=owner))
         container.start()
-        container.reload()
-        bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{workload.container_port}/tcp") or []
-        port = int(bound[0]["HostPort"]) if bound else None
+        if self.network == "host":
+            port = host_port
+        else:
+            container.reload()
+            bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{workload.container_port}/tcp") or []
+            port = int(bound[0]["HostPort"]) if bound else None
         inst = Instance(container.id, name, workload.version, workload.digest, True, port)
         self._wait_ready(container, inst, workload)
         log(f"instance {name} ({workload.version}) ready on :{port}")

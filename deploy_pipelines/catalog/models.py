@@ -69,6 +69,9 @@ class DockerConnection(Strict):
     host: Setting                                 # Docker Engine API: unix:///... socket, ssh://user@host, tcp://host:2376
     nginx_image: Setting | None = None            # the proxy image the platform runs (default: $DEPLOY_NGINX_IMAGE)
     bind_host: str = "127.0.0.1"                  # where instances publish and nginx listens, on that host
+    # bridge: each instance publishes container_port on a free host port; host: instances share the
+    # host's network (its loopback services are reachable) and listen on $PORT, a free port per instance.
+    network: Literal["bridge", "host"] = "bridge"
     public_host: Setting | None = None            # how the pipeline reaches that host (default: from `host`)
     prometheus_targets: Setting | None = None     # file_sd dir where scrape targets are written
     nginx_prefix: Setting | None = Field(None, deprecated="nginx runs as a container the platform manages; "
