@@ -4,7 +4,6 @@ or secret is a Dagster EnvVar: the run config and the UI show the variable's nam
 from __future__ import annotations
 
 from dagster import EnvVar
-
 from dagster_aws.s3 import S3Resource
 
 from deploy_pipelines.adapters.backup_storage import BackupStorage, LocalBackupStorage
