@@ -485,9 +485,9 @@ class DockerNginxPlatform(Platform):
             self._write(state, log)
             log(f"{kind}: {workload.replicas} instance(s) of {workload.version} ready beside "
                 f"{stable['version']}, no user traffic yet")
-        track = "stable" if kind == "rolling" or not stable else "preview"
+        # Verify checks the new version alone, through the preview listener, whatever the strategy.
         return DeployResult(new=self._release(new, stable), previous=self._release(stable), strategy=kind,
-                            endpoints=[self.verification_url(track)], public_url=self.public_url())
+                            endpoints=[self.verification_url("preview")], public_url=self.public_url())
 
     def _roll(self, workload: Workload, strategy, state: dict, log: Log, replace: str | None = None) -> None:
         """Replace the instances of digest `replace` (default: stable's) by instances of workload,
