@@ -30,15 +30,15 @@ def defs():
 
 @pytest.mark.parametrize("service", ["app", "shop", "web"])
 def test_release_and_rollback_jobs_resolve(defs, service):
-    release = defs.get_job_def(f"release_{service}_demo")
+    release = defs.get_job(f"release_{service}_demo")
     assert [n.name for n in release.graph.nodes_in_topological_order] == ["scan", "build", "backup", "migrate", "deploy", "verify",
                                                      "promote"]
     assert release.tags["deploy/target"] == f"{service}:demo"
-    assert defs.get_job_def(f"rollback_{service}_demo").tags["deploy/target"] == f"{service}:demo"
+    assert defs.get_job(f"rollback_{service}_demo").tags["deploy/target"] == f"{service}:demo"
 
 
 def test_release_run_config_is_just_the_version(defs):
-    job = defs.get_job_def("release_app_demo")
+    job = defs.get_job("release_app_demo")
     assert validate_run_config(job, {"ops": {"scan": {"config": {"version": "v1.2.0"}}}})
     with pytest.raises(Exception):
         validate_run_config(job, {"ops": {"scan": {"config": {}}}})
@@ -46,7 +46,7 @@ def test_release_run_config_is_just_the_version(defs):
 
 def test_secrets_are_env_var_names_only(defs, monkeypatch):
     monkeypatch.setenv("DEMO_DATABASE_URL", "postgresql://u:hunter2@127.0.0.1:1/demo")
-    job = defs.get_job_def("release_app_demo")
+    job = defs.get_job("release_app_demo")
     db = job.resource_defs["database"]
     # The resource holds the EnvVar, not the value: nothing in the job snapshot carries the password.
     assert "hunter2" not in repr(db.__dict__)
