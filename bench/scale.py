@@ -16,7 +16,13 @@ Measured per size, each in a fresh process so nothing is shared between sizes:
 - tags: `git push` of a tag to run STARTED with a real dagster-daemon over the whole catalog
   (bench.tag_latency's method: each round waits for its run to finish before the next push).
 
-Run: .venv/bin/python -m bench.scale [--sizes 10,50,200] [--rounds 5] [--out bench/results/scale.json]
+Every phase runs in a fresh interpreter that imports deploy_pipelines from this tree, or, with
+`--baseline REV`, also from `git archive REV` in the same run (so before/after are compared
+inside one run, under the same load). Beside wall time the import and worker phases record CPU
+seconds (user + system), which a shared machine's load hardly moves.
+
+Run: .venv/bin/python -m bench.scale [--sizes 10,50,200] [--rounds 5] [--phases import,worker,sensors,tags]
+     [--baseline REV] [--out bench/results/scale.json]
 """
 
 from __future__ import annotations
