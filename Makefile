@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast ui stack-up stack-down bench check clean
+.PHONY: install demo test test-fast ui ui-team stack-up stack-down bench check clean
 
 install:
 	@scripts/install.sh
@@ -25,6 +25,12 @@ ui: install
 	@set -m; source .stack/env && DEPLOY_CATALOG=$(CURDIR)/examples/demo/deploy.yaml \
 	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${UI_PORT:-3000}
 
+# The same UI for a team: instance storage on the local stack's PostgreSQL (README "Running for a team").
+ui-team: install
+	@set -m; source .stack/env && $(PY) -m deploy_pipelines.stack.team $(CURDIR)/.dagster_home_team && \
+	  DAGSTER_HOME=$(CURDIR)/.dagster_home_team DEPLOY_CATALOG=$${DEPLOY_CATALOG:-$(CURDIR)/examples/demo/deploy.yaml} \
+	  $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $${UI_PORT:-3000}
+
 stack-up: install
 	$(PY) -m deploy_pipelines.cli stack up
 
@@ -38,4 +44,4 @@ bench: install
 	$(PY) -m bench.run_all
 
 clean: stack-down
-	rm -rf .stack .dagster_home
+	rm -rf .stack .dagster_home .dagster_home_team

@@ -30,15 +30,15 @@ def defs():
 
 @pytest.mark.parametrize("service", ["app", "shop", "web"])
 def test_release_and_rollback_jobs_resolve(defs, service):
-    release = defs.get_job_def(f"release_{service}_demo")
+    release = defs.get_job(f"release_{service}_demo")
     assert [n.name for n in release.graph.nodes_in_topological_order] == ["scan", "build", "backup", "migrate", "deploy", "verify",
                                                      "promote"]
     assert release.tags["deploy/target"] == f"{service}:demo"
-    assert defs.get_job_def(f"rollback_{service}_demo").tags["deploy/target"] == f"{service}:demo"
+    assert defs.get_job(f"rollback_{service}_demo").tags["deploy/target"] == f"{service}:demo"
 
 
 def test_release_run_config_is_just_the_version(defs):
-    job = defs.get_job_def("release_app_demo")
+    job = defs.get_job("release_app_demo")
     assert validate_run_config(job, {"ops": {"scan": {"config": {"version": "v1.2.0"}}}})
     with pytest.raises(Exception):
         validate_run_config(job, {"ops": {"scan": {"config": {}}}})
@@ -55,7 +55,7 @@ def test_secrets_are_env_var_names_only(monkeypatch):
     for name in env_names(load_catalog(DEMO)):
         monkeypatch.setenv(name, "1" if name.endswith("_PORT") else f"dummy-{name.lower()}")
     monkeypatch.setenv("DEMO_DATABASE_URL", f"postgresql://u:{secret}@127.0.0.1:1/demo")
-    job = build_definitions(DEMO).get_job_def("release_app_demo")
+    job = build_definitions(DEMO).get_job("release_app_demo")
     db = job.resource_defs["database"]
     assert "DEMO_DATABASE_URL" in repr(db.__dict__)          # it refers to the variable...
     assert secret not in repr(db.__dict__)                  # ...and never holds its value

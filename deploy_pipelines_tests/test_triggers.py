@@ -233,7 +233,7 @@ def test_definitions_name_every_trigger(tmp_path, repo, monkeypatch):
     path.write_text(yaml.safe_dump(doc))
     for name in env_names(load_catalog(path)):
         monkeypatch.setenv(name, "x")
-    repo_def = build_definitions(path).get_repository_def()
+    repo_def = build_definitions(path)
     sensors = {s.name for s in repo_def.sensor_defs}
     assert {"tags_api", "branch_api", "tags_solo", "promote_api_production", "watch_api_staging",
             "watch_api_production", "notify_runs"} <= sensors
@@ -387,7 +387,7 @@ def test_patch_schedule_runs_on_first_fridays_only(tmp_path, repo, monkeypatch):
     path.write_text(yaml.safe_dump(catalog_doc(str(repo))))
     for name in env_names(load_catalog(path)):
         monkeypatch.setenv(name, "x")
-    sched = {s.name: s for s in build_definitions(path).get_repository_def().schedule_defs}[
+    sched = {s.name: s for s in build_definitions(path).schedule_defs}[
         "patch_api_production_schedule"]
     tz = ZoneInfo("Asia/Tokyo")
     day = date(2027, 1, 1)
@@ -431,14 +431,14 @@ def test_production_refuses_what_did_not_pass_staging_and_approval_records_it(tm
     defs = build_definitions(path)
     push_tags(repo, "v2.0.0")
 
-    release = defs.get_job_def("release_api_production")
+    release = defs.get_job("release_api_production")
     refused = release.execute_in_process(run_config={"ops": {"scan": {"config": {"version": "v2.0.0"}}}},
                                          instance=instance, op_selection=["scan"], raise_on_error=False)
     assert not refused.success
     (failure,) = [e for e in refused.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "v2.0.0 has not passed staging" in failure.event_specific_data.error.message
 
-    approve = defs.get_job_def("approve_api_production")
+    approve = defs.get_job("approve_api_production")
     early = approve.execute_in_process(run_config={"ops": {"approve": {"config": {"version": "v2.0.0"}}}},
                                        instance=instance, raise_on_error=False)
     assert not early.success          # nothing to approve before staging passed
@@ -465,7 +465,7 @@ def test_the_real_sensor_skips_an_unchanged_listing_without_parsing(tmp_path, re
     path.write_text(yaml.safe_dump(catalog_doc(str(repo))))
     for name in env_names(load_catalog(path)):
         monkeypatch.setenv(name, "x")
-    (sensor_def,) = [s for s in build_definitions(path).get_repository_def().sensor_defs if s.name == "tags_api"]
+    (sensor_def,) = [s for s in build_definitions(path).sensor_defs if s.name == "tags_api"]
     push_tags(repo, "v1.0.0")
     first = sensor_def.evaluate_tick(build_sensor_context(instance=instance))
     assert "baseline" in first.skip_message and first.cursor.startswith('{"fingerprint": "')

@@ -17,8 +17,7 @@ REFRESH_JOB = "refresh_deploy_history"
 REFRESHED_BY = ("release", "rollback", "patch", "verify_backup")   # job name prefixes
 
 
-def build_history_definitions(catalog: Catalog, catalog_path: str, jobs: list[JobDefinition],
-                              on: bool) -> Definitions:
+def build_history_definitions(catalog: Catalog, catalog_path: str, on: bool) -> Definitions:
     checks = build_checks(catalog)
     dora = dora_assets(catalog)
     refresh = define_asset_job(REFRESH_JOB, selection=AssetSelection.assets(*dora) | AssetSelection.checks(*checks),
@@ -28,9 +27,6 @@ def build_history_definitions(catalog: Catalog, catalog_path: str, jobs: list[Jo
     schedule = ScheduleDefinition(name=f"{REFRESH_JOB}_hourly_schedule", job=refresh, cron_schedule="0 * * * *",
                                   execution_timezone=catalog.timezone,
                                   default_status=DefaultScheduleStatus.RUNNING if on else DefaultScheduleStatus.STOPPED)
-    watched = [j for j in jobs if j.name.startswith(REFRESHED_BY)]
-    sensors = [_refresh_after(status, watched, refresh, on) for status in
-               (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)] if watched else []
     resources = {}
     for service, svc in catalog.services.items():
         for environment in svc.targets:
@@ -38,7 +34,16 @@ def build_history_definitions(catalog: Catalog, catalog_path: str, jobs: list[Jo
             resources[resource_key("platform", service, environment)] = adapters["platform"]
             resources[resource_key("backup_storage", service, environment)] = adapters["backup_storage"]
     return Definitions(assets=[*deploy_specs(catalog), *dora], asset_checks=checks, jobs=[refresh],
-                       schedules=[schedule], sensors=sensors, resources=resources)
+                       schedules=[schedule], resources=resources)
+
+
+def build_history_sensors(jobs: list[JobDefinition], history, on: bool) -> list:
+    """Refresh after every release, rollback, patch or restore verification (the jobs are built
+    lazily, so these sensors come with the other triggers)."""
+    watched = [j for j in jobs if j.name.startswith(REFRESHED_BY)]
+    refresh = history.get_job(REFRESH_JOB)
+    return [_refresh_after(status, watched, refresh, on) for status in
+            (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE)] if watched else []
 
 
 def _refresh_after(status: DagsterRunStatus, watched: list[JobDefinition], refresh, on: bool):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy_pipelines.stack.process import StackError
+from deploy_pipelines.stack.team import dagster_storage_url
 
 COMPONENTS = ("postgres", "mariadb", "registry", "podman", "nginx", "prometheus")
 
@@ -58,7 +59,7 @@ class LocalStack:
         podman = start("podman", lambda: Podman.start(self._dir("podman"), insecure_registries=[reg.address]))
         nginx = start("nginx", lambda: Nginx.start(self._dir("nginx")))
         prom = start("prometheus", lambda: Prometheus.start(self._dir("prometheus"), scrape_interval="1s"))
-        for db in ("demo", "demo_shop"):
+        for db in ("demo", "demo_shop", "dagster"):      # dagster: `make ui-team`'s instance storage
             pg.create_database(db)
         my.create_database("demo")
         env = {
@@ -72,6 +73,7 @@ class LocalStack:
             "DEMO_DATABASE_URL": pg.url("demo"),
             "DEMO_SHOP_DATABASE_URL": pg.url("demo_shop"),
             "DEMO_MYSQL_URL": my.url("demo"),
+            "DAGSTER_PG_URL": dagster_storage_url(pg.url("dagster")),
             **podman.env(),
         }
         if base_image:

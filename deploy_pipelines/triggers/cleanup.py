@@ -1,19 +1,15 @@
-"""keep_previous, enforced: for blue-green targets, a job cleanup_<service>_<env> and a sensor that
-launches it once the newest promotion's grace period (recorded on the release event as
-`keep_previous_until`) has passed. The run key names the release, so each warm previous release
-is cleaned up once, and the run is visible in the UI."""
+"""keep_previous, enforced: for blue-green targets, a sensor that launches cleanup_<service>_<env>
+(jobs.py) once the newest promotion's grace period (recorded on the release event as
+`keep_previous_until`) has passed. The run key names the release, so each warm previous release is
+cleaned up once, and the run is visible in the UI."""
 
 import time
 
-from dagster import DefaultSensorStatus, JobDefinition, RunRequest, SkipReason, in_process_executor, job, sensor
+from dagster import DefaultSensorStatus, RunRequest, SkipReason, sensor
 
 from deploy_pipelines.catalog.models import BlueGreen, Catalog
-from deploy_pipelines.steps.cleanup import remove_expired_previous
+from deploy_pipelines.jobs import cleanup_job_name
 from deploy_pipelines.steps.common import KIND_TAG, TARGET_TAG, TRIGGER_TAG, deploy_history, target_key
-
-
-def cleanup_job_name(service: str, environment: str) -> str:
-    return f"cleanup_{service}_{environment}"
 
 
 def evaluate_cleanup(instance, service: str, environment: str, now: float | None = None):
@@ -32,30 +28,20 @@ def evaluate_cleanup(instance, service: str, environment: str, now: float | None
                             TRIGGER_TAG: "schedule"})
 
 
-def build_cleanup(catalog: Catalog, resources_for, catalog_path: str, default_on: bool,
-                  interval: int = 30) -> tuple[list[JobDefinition], list]:
+def build_cleanup_sensors(catalog: Catalog, default_on: bool, interval: int = 30) -> list:
     status = DefaultSensorStatus.RUNNING if default_on else DefaultSensorStatus.STOPPED
-    jobs, sensors = [], []
+    sensors = []
     for service, svc in catalog.services.items():
         for environment, target in svc.targets.items():
             if not isinstance(target.strategy, BlueGreen):
                 continue
 
-            @job(name=cleanup_job_name(service, environment),
-                 description=f"Remove {service}'s previous release in {environment} once keep_previous "
-                             f"({target.strategy.keep_previous:.0f}s) has passed.",
-                 tags={TARGET_TAG: target_key(service, environment), KIND_TAG: "cleanup"},
-                 resource_defs=resources_for(catalog, catalog_path, service, environment),
-                 executor_def=in_process_executor)
-            def _cleanup():
-                remove_expired_previous()
-
             def _sense(context, service=service, environment=environment):
                 return evaluate_cleanup(context.instance, service, environment)
 
-            jobs.append(_cleanup)
-            sensors.append(sensor(name=f"cleanup_{service}_{environment}", job_name=_cleanup.name,
+            sensors.append(sensor(name=f"cleanup_{service}_{environment}",
+                                  job_name=cleanup_job_name(service, environment),
                                   minimum_interval_seconds=interval, default_status=status,
                                   description=f"{service} in {environment}: removes the warm previous release "
                                               "when keep_previous has passed")(_sense))
-    return jobs, sensors
+    return sensors
