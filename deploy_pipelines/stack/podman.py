@@ -89,7 +89,8 @@ class PodmanService:
     def _ping(self) -> bool:
         import docker
 
-        return docker.DockerClient(base_url=self.docker_host, timeout=2).ping()
+        # 10 s, not 2: on a busy 2-core machine podman's first /version answer took 4.5 s (measured).
+        return docker.DockerClient(base_url=self.docker_host, timeout=10).ping()
 
     def running(self) -> bool:
         if not self.proc.running():
