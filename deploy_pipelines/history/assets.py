@@ -9,7 +9,7 @@ import time
 from dagster import AssetKey, AssetSpec, MaterializeResult, MetadataValue, asset
 
 from deploy_pipelines.catalog.models import Catalog, Service
-from deploy_pipelines.history.dora import WINDOWS, dora_metrics, markdown_summary, read_events
+from deploy_pipelines.history.dora import dora_metrics, markdown_summary, read_events
 from deploy_pipelines.steps.common import history_key
 
 
@@ -66,9 +66,9 @@ def _dora_asset(service: str, environment: str):
             for name, value in values.items():
                 if value is not None:     # an unknown value stays out, so plots show a gap, not a 0
                     meta[f"{name}_{window}"] = MetadataValue.float(float(value))
-        context.log.info(f"DORA {service}/{environment}: " + ", ".join(
-            f"{k}={v.value:.3g}" for k, v in meta.items() if isinstance(v, MetadataValue) and k.endswith(
-                tuple(WINDOWS)) and isinstance(v.value, float)))
+        week = metrics["7d"]
+        context.log.info(f"DORA {service} in {environment}, last 7 days: {week['deployments']} deployment(s), "
+                         f"change failure rate {week['change_failure_rate']}, {week['rollbacks']} rollback(s)")
         return MaterializeResult(metadata=meta)
 
     return _dora
