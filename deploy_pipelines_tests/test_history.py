@@ -28,9 +28,10 @@ def two_envs(tmp_path_factory) -> Path:
     doc = yaml.safe_load(DEMO.read_text())
     env = doc["environments"]["demo"]
     doc["environments"] = {"staging": env, "production": {**env, "requires": "staging"}}
-    for svc in doc["services"].values():
+    for name, svc in doc["services"].items():
         target = svc["targets"]["demo"]
-        svc["targets"] = {"staging": target, "production": target}
+        # Each target its own listener: two targets on one Docker host cannot share a port.
+        svc["targets"] = {"staging": target, "production": {**target, "port": {"env": f"{name.upper()}_PROD_PORT"}}}
     path = tmp_path_factory.mktemp("catalog") / "deploy.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -55,14 +56,14 @@ def test_code_location_declares_assets_checks_and_refresh_job(two_envs, monkeypa
     for name in env_names(load_catalog(two_envs)):
         monkeypatch.setenv(name, "1" if name.endswith("_PORT") else f"dummy-{name.lower()}")
     defs = build_definitions(two_envs)
-    graph = defs.get_repository_def().asset_graph
+    graph = defs.asset_graph
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert {"deploy/production/app", "dora/production/app", "dora/staging/web"} <= keys
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert ("deploy/production/app", "serves_recorded_release") in checks
     assert ("deploy/staging/shop", "backup_is_fresh") in checks and ("deploy/staging/shop", "restore_verified") in checks
-    assert defs.resolve_job_def("refresh_deploy_history").name == "refresh_deploy_history"
-    sensors = {s.name for s in defs.get_repository_def().sensor_defs}
+    assert defs.get_job("refresh_deploy_history").name == "refresh_deploy_history"
+    sensors = {s.name for s in defs.sensor_defs}
     assert {"refresh_deploy_history_on_success", "refresh_deploy_history_on_failure"} <= sensors
 
 

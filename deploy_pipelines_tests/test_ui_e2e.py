@@ -88,7 +88,7 @@ def refresh(catalog: Path, instance):
     from deploy_pipelines.definitions import build_definitions
     from deploy_pipelines.history.definitions import REFRESH_JOB
 
-    result = build_definitions(catalog).resolve_job_def(REFRESH_JOB).execute_in_process(instance=instance)
+    result = build_definitions(catalog).get_job(REFRESH_JOB).execute_in_process(instance=instance)
     assert result.success
     return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
             for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"

@@ -40,7 +40,7 @@ def test_base_catalog_is_accepted_by_check_and_code_location(tmp_path, monkeypat
     for name in ("API_DATABASE_URL", "SLACK_WEBHOOK", "PIP_INDEX_URL"):
         monkeypatch.setenv(name, "x")
     defs = build_definitions(path)
-    assert defs.get_job_def("release_api_production").name == "release_api_production"
+    assert defs.get_job("release_api_production").name == "release_api_production"
 
 
 @pytest.mark.timeout(20)

@@ -81,7 +81,7 @@ def test_invalid_run_config_is_refused_by_the_schema(defs, config, job, expected
     ledger("run inputs", "run config: schema")
     op = "scan" if job.startswith("release") else "rollback"
     with pytest.raises(Exception) as info:
-        validate_run_config(defs.get_job_def(job), {"ops": {op: {"config": config}}})
+        validate_run_config(defs.get_job(job), {"ops": {op: {"config": config}}})
     assert expected in str(info.value)
 
 
@@ -95,7 +95,7 @@ def instance():
 def test_invalid_version_fails_in_scan_before_any_side_effect(defs, instance, version, job, expected, ledger):
     ledger("run inputs", "run config: version/tag refused by scan")
     config = ReleaseConfig(version=version, commit=SHA if version.startswith("main-") else None)
-    resources = defs.get_job_def(job).resource_defs
+    resources = defs.get_job(job).resource_defs
     context = build_op_context(instance=instance)
     # The op itself (one job run per case costs ~10 s here; test_one_refusal_through_a_real_run below
     # shows the same refusal through the job).
@@ -108,7 +108,7 @@ def test_invalid_version_fails_in_scan_before_any_side_effect(defs, instance, ve
 def test_one_refusal_through_a_real_run(defs, ledger):
     ledger("run inputs", "run config: version/tag refused by scan")
     with instance_for_test() as inst:
-        result = defs.get_job_def(RELEASE).execute_in_process(
+        result = defs.get_job(RELEASE).execute_in_process(
             run_config={"ops": {"scan": {"config": {"version": "v1.2.3;rm -rf /"}}}}, instance=inst,
             op_selection=["scan"], raise_on_error=False)
         assert not result.success
