@@ -69,7 +69,8 @@ def instance_env(world, version: str) -> list[set[str]]:
     client = docker.DockerClient(base_url=world["env"]["DEPLOY_DOCKER_HOST"])
     found = client.containers.list(filters={"label": ["deploy.service=app", "deploy.environment=edge",
                                                       f"deploy.version={version}", "deploy.role=instance"]})
-    return [{e for e in c.attrs["Config"]["Env"] if not e.startswith("HOSTNAME=")} for c in found]
+    # PORT is each instance's own host port (network: host); everything else is the release's.
+    return [{e for e in c.attrs["Config"]["Env"] if not e.startswith(("HOSTNAME=", "PORT="))} for c in found]
 
 
 def pins(world) -> dict[str, tuple[str, ...]]:
