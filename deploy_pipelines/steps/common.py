@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import semver
-from dagster import AssetKey, ConfigurableResource, Config, DagsterRunStatus, Failure, RunsFilter
+from dagster import AssetKey, ConfigurableResource, Config, DagsterError, DagsterRunStatus, Failure, RunsFilter
 from pydantic import Field, PrivateAttr
 
 from deploy_pipelines.catalog import Catalog, EnvRef, catalog_digest, load_catalog, parse_catalog, read_catalog_bytes
@@ -148,7 +148,10 @@ def ensure_exclusive(context, key: str) -> None:
     - a re-execution of a run that a later run of the target superseded (a newer release, or an
       earlier re-execution of the same run) would act on a state it never saw: it stops before
       any change, naming the newer run. Re-execute the newest run instead."""
-    run = context.dagster_run
+    try:
+        run = context.dagster_run
+    except DagsterError:
+        return          # an op invoked directly (build_op_context): no run, nothing to overlap with
     others = context.instance.get_run_records(
         RunsFilter(tags={TARGET_TAG: key}, statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING]),
         limit=5)
