@@ -100,7 +100,7 @@ def stop_serving_behind_the_pipelines_back(env: dict, service: str, environment:
     import docker
 
     client = docker.DockerClient(base_url=env["DEPLOY_DOCKER_HOST"])
-    found = client.containers.list(filters={"label": [f"deploy.service={service}",
+    found = client.containers.list(filters={"label": [f"deploy.service={service}", "deploy.role=instance",
                                                       f"deploy.environment={environment}"]})
     for container in found:
         container.stop(timeout=2)
