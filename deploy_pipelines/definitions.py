@@ -50,7 +50,8 @@ class Triggers:
         notify = build_notify_sensor(catalog, job_names, on, min(every, 2))
         if notify:
             self.sensors.append(notify[0])
-            self.resources["notifier"] = notify[1]
+            # A repository's top-level resources are ResourceDefinitions (Definitions converts them itself).
+            self.resources["notifier"] = notify[1].get_resource_definition()
         self.schedules: list[ScheduleDefinition] = build_schedules(catalog, on)
 
 
