@@ -90,6 +90,21 @@ def _tar(files: dict[str, str], mode: int = 0o644, owner: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def _put(container, path: str, files: dict[str, str], **kw) -> None:
+    """put_archive, retried: under load the Podman API can fail the copy itself ("passing bulk
+    input to subprocess: broken pipe", HTTP 500). Writing the same files again is harmless."""
+    import docker.errors
+
+    for attempt in range(3):
+        try:
+            container.put_archive(path, _tar(files, **kw))
+            return
+        except docker.errors.APIError as exc:
+            if attempt == 2 or not exc.is_server_error():
+                raise
+            time.sleep(0.5 * (attempt + 1))
+
+
 def _marker(state: dict) -> str:
     """What the config serves at /__deploy_generation: confirms a reload, and that a cached state is current."""
     return f"{state['generation']}.{state.get('nonce', '')}"
@@ -257,7 +272,7 @@ class DockerNginxPlatform(Platform):
         running = self._instances(running=True)
         text = self._config(state, only, running)
         proxy = self._proxy() or self._create_proxy()
-        proxy.put_archive(f"{CONF_DIR}/conf.d", _tar({"target.conf": text}))
+        _put(proxy, f"{CONF_DIR}/conf.d", {"target.conf": text})
         if proxy.status != "running":
             proxy.start()
         else:
@@ -279,8 +294,7 @@ class DockerNginxPlatform(Platform):
         proxy = self.client.containers.create(
             image, name=self.proxy_name, network_mode="host", labels=self._labels("proxy"),
             command=["nginx", "-c", f"{CONF_DIR}/nginx.conf"])
-        proxy.put_archive("/", _tar({f"{CONF_DIR.lstrip('/')}/nginx.conf": NGINX_MAIN,
-                                     f"{CONF_DIR.lstrip('/')}/conf.d/.keep": ""}))
+        _put(proxy, "/", {f"{CONF_DIR.lstrip('/')}/nginx.conf": NGINX_MAIN, f"{CONF_DIR.lstrip('/')}/conf.d/.keep": ""})
         return proxy
 
     def _confirm(self, proxy, state: dict) -> None:
@@ -352,8 +366,7 @@ class DockerNginxPlatform(Platform):
             # inside its own container).
             user = ((image.attrs.get("Config") or {}).get("User") or "0").split(":")[0]
             owner, mode = (int(user), 0o400) if user.isdigit() else (0, 0o444)
-            container.put_archive("/", _tar({SECRETS_FILE.lstrip("/"): self._secrets_file(workload)}, mode=mode,
-                                            owner=owner))
+            _put(container, "/", {SECRETS_FILE.lstrip("/"): self._secrets_file(workload)}, mode=mode, owner=owner)
         container.start()
         if self.network == "host":
             port = host_port
