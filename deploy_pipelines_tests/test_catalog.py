@@ -143,3 +143,28 @@ def test_bad_yaml_and_missing_file_name_the_file(tmp_path):
         parse_catalog("project: a\n  bad: [", Path("deploy.yaml"))
     with pytest.raises(CatalogError, match="cannot read the catalog"):
         load_catalog(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("expr", ["0 2 * * *", "*/15 * * * 1-5", "0 3 1 * *", "at two", "61 * * * *",
+                                  "* * * *", "0 0 30 2 *", "@daily"])
+def test_cron_validation_agrees_with_dagster_schedules(expr):
+    """What the catalog accepts as a cron, ScheduleDefinition accepts too (and the other way round):
+    a disagreement would pass `check` and then fail the code location's load."""
+    from dagster import ScheduleDefinition, job, op
+
+    from deploy_pipelines.cron import is_valid
+
+    @op
+    def noop():
+        pass
+
+    @job
+    def j():
+        noop()
+
+    try:
+        ScheduleDefinition(job=j, cron_schedule=expr)
+        dagster_ok = True
+    except Exception:  # noqa: BLE001 - DagsterInvalidDefinitionError / CheckError
+        dagster_ok = False
+    assert is_valid(expr) == dagster_ok

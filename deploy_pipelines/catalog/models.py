@@ -53,9 +53,9 @@ Severity = Literal["critical", "high", "medium", "low", "none"]
 
 
 def _check_cron(expr: str) -> str:
-    from dagster._utils.schedules import is_valid_cron_string
+    from deploy_pipelines.cron import is_valid
 
-    if not is_valid_cron_string(expr):
+    if not is_valid(expr):
         raise ValueError(f"{expr!r} is not a cron expression (five fields, e.g. '0 2 * * *')")
     return expr
 

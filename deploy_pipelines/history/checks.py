@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, DagsterRunStatus, MetadataValue,
                      RunsFilter, asset_check)
-from dagster._utils.schedules import cron_string_iterator  # the catalog validates crons with dagster's own parser
 
 from deploy_pipelines.catalog.models import Catalog
+from deploy_pipelines.cron import ticks as cron_ticks
 from deploy_pipelines.steps.common import deploy_history, history_key
 
 GRACE_S = 3600.0     # a backup run may take a while after its tick
@@ -60,7 +60,7 @@ def allowed_backup_age_s(cron: str, tz: str, now: float) -> float:
     """Time since the tick before the latest one, plus grace: a backup older than that means at
     least one scheduled backup is missing."""
     ticks = []
-    for tick in cron_string_iterator(now - 40 * 86400, cron, tz):
+    for tick in cron_ticks(now - 40 * 86400, cron, tz):
         if tick.timestamp() > now:
             break
         ticks = (ticks + [tick.timestamp()])[-2:]

@@ -8,8 +8,8 @@ undelivered and the cursor moves on (a release is never held up by chat)."""
 
 from dataclasses import dataclass
 
-from dagster import DagsterEventType, DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
-from dagster._core.event_api import RunStatusChangeRecordsFilter
+from dagster import (DagsterEventType, DefaultSensorStatus, RunStatusChangeRecordsFilter, SensorEvaluationContext,
+                     SkipReason, sensor)
 
 from deploy_pipelines.adapters.notifier import Notifier
 from deploy_pipelines.catalog.models import Catalog
