@@ -5,6 +5,7 @@ buildah and push it to the local registry. `refresh=True` rebuilds it (monthly p
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -54,6 +55,16 @@ def rootfs_tarball(refresh: bool = False, log=print) -> Path:
     tar = cache_dir() / f"base-{SUITE}-{key}.tar"
     if tar.exists() and not refresh:
         return tar
+    # Two runs side by side (or two pytest workers) on a clean machine: one builds, the other waits
+    # for it and uses its tarball.
+    with open(cache_dir() / f".base-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if tar.exists() and not refresh:
+            return tar
+        return _build_rootfs(tar, log)
+
+
+def _build_rootfs(tar: Path, log) -> Path:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="deploy-base-", dir=cache_dir()) as tmp:
         root = Path(tmp) / "rootfs"
