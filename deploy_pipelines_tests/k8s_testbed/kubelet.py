@@ -311,7 +311,14 @@ class PodWorker(threading.Thread):
                 return None
             self.container.reload()
             if self.container.status in ("exited", "dead", "stopped"):
-                return int(self.container.attrs["State"].get("ExitCode", 1))
+                # As the kubelet does, report Terminated only once the runtime has finished with the
+                # container: under load Podman can show "exited" before conmon has written the log,
+                # and a pods/log read at once (dagster-k8s does) would get nothing.
+                try:
+                    code = self.container.wait(timeout=30).get("StatusCode")
+                except Exception:  # noqa: BLE001 - the state's exit code is the answer then
+                    code = None
+                return int(code if code is not None else self.container.attrs["State"].get("ExitCode", 1))
             t = time.monotonic()
             if readiness and t >= next_ready:
                 ok = self._probe(readiness) and t - started_at >= delay
