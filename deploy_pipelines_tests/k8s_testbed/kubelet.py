@@ -81,7 +81,13 @@ class Kubelet:
     def stream(self, pod: dict, follow: bool, tail: int | None):
         c = self._container(pod)
         if not follow:
-            yield c.logs(stdout=True, stderr=True, tail=tail if tail is not None else "all")
+            data = c.logs(stdout=True, stderr=True, tail=tail if tail is not None else "all")
+            for _ in range(10):         # a just-exited container's log can lag its state under load
+                if data:
+                    break
+                time.sleep(0.2)
+                data = c.logs(stdout=True, stderr=True, tail=tail if tail is not None else "all")
+            yield data
             return
         yield from c.logs(stdout=True, stderr=True, stream=True, follow=True,
                           tail=tail if tail is not None else "all")
