@@ -52,11 +52,26 @@ def _previous_rows() -> dict[tuple[str, str], dict[str, int]]:
 
 def pytest_sessionfinish(session, exitstatus):
     """Rows of the families that ran are replaced; rows of families this run did not touch (a
-    module run alone, or the slow ones left out by -m 'not slow') are kept from the last run."""
+    module run alone, or the slow ones left out by -m 'not slow') are kept from the last run.
+    Under pytest-xdist each worker hands its counts to the controller, which writes the file once."""
     config = session.config
+    if hasattr(config, "workeroutput"):          # an xdist worker
+        config.workeroutput["reliability_ledger"] = [[a, f, n["passed"], n["failed"]] for (a, f), n in _ledger.items()]
+        return
     whole_modules = not config.option.keyword and not any("::" in a for a in config.args)
     if not _ledger or not whole_modules:
         return
+    _write_report()
+
+
+def pytest_testnodedown(node, error):
+    """xdist controller: add a finished worker's counts to the ledger."""
+    for area, family, passed, failed in (getattr(node, "workeroutput", {}) or {}).get("reliability_ledger", []):
+        _ledger[(area, family)]["passed"] += passed
+        _ledger[(area, family)]["failed"] += failed
+
+
+def _write_report() -> None:
     table = {**_previous_rows(), **_ledger}
     rows = ["| area | case family | cases | passed | failed |", "|---|---|---|---|---|"]
     for (area, family), n in sorted(table.items()):
