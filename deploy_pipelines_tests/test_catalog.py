@@ -104,6 +104,7 @@ MISTAKES = [
     ("services.api.database.backup", {"schedule": "at two"}, "services.api.database.backup.schedule", "cron"),
     ("services.api.image", ..., "services.api.image", "missing"),
     ("services.api.targets.staging.replicas", 0, "services.api.targets.staging.replicas", "greater than or equal to 1"),
+    ("services.api.owners", ["team:api", "the api team"], "services.api.owners", "neither an email address nor team:"),
     ("environments.staging.prometheus", ..., "services.api.verify.rules", "no prometheus"),
     ("services.api.targets.staging.strategy", {"rolling": {"max_surge": 0, "max_unavailable": 0}},
      "services.api.targets.staging.strategy.rolling", "never progress"),

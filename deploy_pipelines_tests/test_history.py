@@ -3,6 +3,10 @@ a two-environment catalog (groups, descriptions, kinds, staging -> production li
 and refresh job in the code location, and DORA metrics computed from a history made by real runs
 in a real Dagster instance, against values computed by hand below.
 
+The release summary's parts (commits between releases from a real git repository, canary
+narration, who launched a run) are checked here; whole summaries on real release runs in
+test_ui_e2e.py.
+
 Not covered here: checks against a real platform and the UI (test_ui_e2e.py), the releases that
 write these events (test_release_e2e.py)."""
 
@@ -28,6 +32,7 @@ def two_envs(tmp_path_factory) -> Path:
     doc = yaml.safe_load(DEMO.read_text())
     env = doc["environments"]["demo"]
     doc["environments"] = {"staging": env, "production": {**env, "requires": "staging"}}
+    doc["services"]["shop"]["owners"] = ["team:shop", "shop-oncall@example.com"]
     for name, svc in doc["services"].items():
         target = svc["targets"]["demo"]
         # Each target its own listener: two targets on one Docker host cannot share a port.
@@ -44,6 +49,7 @@ def test_deploy_assets_grouped_described_with_promotion_lineage(two_envs):
     assert prod.group_name == "shop"
     assert [d.asset_key for d in prod.deps] == [AssetKey(["deploy", "staging", "shop"])]
     assert specs["deploy/staging/shop"].deps == []
+    assert prod.owners == ["team:shop", "shop-oncall@example.com"] and specs["deploy/production/app"].owners == []
     assert prod.kinds == {"docker", "postgres"}
     assert "canary release on docker" in prod.description and "postgres database" in prod.description
     assert "must pass staging first" in prod.description
@@ -145,3 +151,35 @@ def test_dora_from_a_history_of_real_runs(tmp_path):
         later = dora_metrics(events, ts["promoted", "v1.3.0"] + 2 * 86400)
         assert later["1d"]["deployments"] == 0 and later["1d"]["change_failure_rate"] is None
         assert later["7d"]["deployments"] == 4 and later["7d"]["rollbacks"] == 1
+
+
+def test_release_summary_parts_from_a_real_repository_and_run_tags(tmp_path):
+    from deploy_pipelines.adapters.git import LocalGit
+    from deploy_pipelines.catalog.models import Canary
+    from deploy_pipelines.demo_repo import create_demo_repo
+    from deploy_pipelines.history.summary import canary_narration, changes, launched_by
+
+    tags = create_demo_repo(tmp_path / "sample.git", Path(__file__).resolve().parents[1] / "examples" / "sample-service")
+    git = LocalGit(repo=str(tmp_path / "sample.git"))
+    got = changes(git, {"version": "v1.0.0", "commit": tags["v1.0.0"]}, tags["v1.2.0"])
+    assert got[0] == f"2 commit(s) since v1.0.0 (`{tags['v1.0.0'][:12]}`)"
+    assert got[1:] == [f"- `{tags['v1.2.0'][:12]}` new caching layer (answers 30% of API requests with HTTP 500)",
+                       f"- `{tags['v1.1.0'][:12]}` items get a sku (NULL-able column, backfilled)"]
+    assert changes(git, None, tags["v1.0.0"]) == ["first release of the target: everything in the tree is new"]
+
+    canary = Canary.model_validate({"steps": [{"setWeight": 10, "pause": 5}, {"setWeight": 50}, {"pause": 1}]})
+    stopped = canary_narration(canary, first=False, reached=["10%", "50%"], promoted=False)
+    assert stopped == ["1. canary 10%, pause 5s, analysis: reached", "2. canary 50%, analysis: stopped here",
+                       "3. canary step 3/3, pause 1s, analysis: not reached"]
+    assert all(line.endswith(": reached") for line in canary_narration(canary, False, None, promoted=True))
+
+    (tmp_path / "home").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        first = record_history.execute_in_process(
+            instance=instance, tags={"dagster/sensor_name": "app_on_new_tag", "deploy/trigger": "tag"},
+            run_config={"ops": {"record_event": {"config": {"outcome": "promoted", "version": "v1.0.0"}}}})
+        assert launched_by(first.dagster_run) == "sensor `app_on_new_tag`, trigger tag"
+        by_hand = record_history.execute_in_process(
+            instance=instance, run_config={"ops": {"record_event": {"config": {"outcome": "promoted",
+                                                                               "version": "v1.0.1"}}}})
+        assert launched_by(by_hand.dagster_run).startswith("launched by hand")

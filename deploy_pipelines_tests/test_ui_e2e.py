@@ -1,10 +1,12 @@
 """The release history as operators read it: a real dagster-webserver over a history made by real
 releases of the sample service to staging (v1.0.0 and v1.1.0 promoted, v1.2.0 stopped by verify),
 driven by Chromium (Playwright, Debian's chromium). Covered: the runs list, a release run's log, the
-failed release with its reason, the asset catalog with groups and the staging -> production
-lineage, the plots of release duration and lead time, the DORA asset showing the values computed
-by hand here, and the drift check failing after the test stops what the platform serves behind
-the pipeline's back. It writes the screenshots under docs/ that the README shows.
+failed release with its reason and its release summary on the asset's Events tab, the asset
+catalog with groups and the staging -> production lineage, the plots of release duration and lead
+time, the DORA asset showing the values computed by hand here, and the drift check failing after
+the test stops what the platform serves behind the pipeline's back; the release summaries
+(markdown) on the promote event of a release and on the abort of the failed one, and
+failed_requests on both. It writes the screenshots under docs/ that the README shows.
 
 Not covered: the releases' own outcomes in depth (test_release_e2e.py), DORA arithmetic edge cases
 (test_history.py), production releases (the production target is declared only, for lineage)."""
@@ -70,14 +72,14 @@ def history(local_stack, demo_repo, tmp_path_factory):  # noqa: F811
     url = f"http://127.0.0.1:{ports['staging']}/api/items"
     try:
         with instance_for_test(temp_dir=str(tmp / "home")) as instance:
-            runs = {}
+            runs, users = {}, {}
             for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
                 # Users during each release: with no traffic the verify rules have no data.
                 load = LoadGenerator(url, concurrency=1).start()
                 runs[version] = execute_job(repo.get_reconstructable_job("release_app_staging"), instance=instance,
                                             run_config={"ops": {"scan": {"config": {"version": version}}}})
-                load.stop()
-            yield {"instance": instance, "runs": runs, "ports": ports, "catalog": catalog, "env": env}
+                users[version] = load.stop()
+            yield {"instance": instance, "runs": runs, "users": users, "ports": ports, "catalog": catalog, "env": env}
     finally:
         mp.undo()
         pg.stop()
@@ -133,15 +135,57 @@ def test_history_assets_checks_and_dora_in_the_browser(history, tmp_path):
              for r in instance.fetch_materializations(AssetKey(["deploy", "staging", "app"]), limit=10).records]
     assert len(leads) == 2 and meta["lead_time_median_s_1d"] == pytest.approx(sum(leads) / 2)
 
+    summaries_of_real_releases(instance, runs)
+    failed_requests_of_real_releases(instance, runs, history["users"])
+
     with webserver(instance.root_directory, tmp_path) as url, browser() as page:
         screens = UiTour(page, url)
         screens.runs_list(runs)
         screens.release_log(runs["v1.1.0"].run_id)
         screens.failed_release(runs["v1.2.0"].run_id)
+        screens.release_summary()
         screens.catalog_with_lineage()
         screens.asset_plots()
         screens.dora(expect=["33%", "2.00"])
         screens.failing_check()
+
+
+def summaries_of_real_releases(instance, runs) -> None:
+    """The release summary on v1.1.0's promote event and on v1.2.0's abort (demo_repo.py says what
+    each tag changes)."""
+    key = AssetKey(["deploy", "staging", "app"])
+    promoted = {r.run_id: r.asset_materialization.metadata["summary"].value
+                for r in instance.fetch_materializations(key, limit=10).records}
+    md = promoted[runs["v1.1.0"].run_id]
+    for line in ("### app v1.1.0 → staging: promoted", "| serving before | v1.0.0 |",
+                 "1 commit(s) since v1.0.0", "items get a sku (NULL-able column, backfilled)",
+                 "| migrations new in this release | 0002_add_sku |", "| migrations applied | 0002_add_sku |",
+                 "| scan findings |", "(gate passed) |", "@sha256:", "| backup | file://",
+                 "| launched by | launched by hand", "| health | ok |", "| smoke /ready | ok |",
+                 "| rolling: error_rate | successful | error_rate 0.0%"):
+        assert line in md, (line, md)
+    assert "first release of the target" in promoted[runs["v1.0.0"].run_id]
+    aborts = [r.asset_observation.metadata for r in instance.fetch_observations(key, limit=10).records
+              if "summary" in r.asset_observation.metadata]
+    (md,) = [m["summary"].value for m in aborts if m["version"].value == "v1.2.0"]
+    for line in ("### app v1.2.0 → staging: aborted (error_rate)", "| serving before | v1.1.0 |",
+                 "1 commit(s) since v1.1.0", "new caching layer", "| migrations new in this release | none |",
+                 "| error_rate | FAILED |", "| health | ok |"):
+        assert line in md, (line, md)
+
+
+def failed_requests_of_real_releases(instance, runs, users) -> None:
+    """failed_requests (the demo catalog's query: the instances' 5xx over the run) on each event:
+    none while v1.1.0 rolled out; v1.2.0 answered 30% of /api/items with 500, which the users saw."""
+    key = AssetKey(["deploy", "staging", "app"])
+    promoted = {r.run_id: r.asset_materialization.metadata for r in instance.fetch_materializations(key, limit=10).records}
+    assert promoted[runs["v1.1.0"].run_id]["failed_requests"].value == 0.0
+    (aborted,) = [r.asset_observation.metadata for r in instance.fetch_observations(key, limit=10).records
+                  if r.run_id == runs["v1.2.0"].run_id and "failed_requests" in r.asset_observation.metadata]
+    failed, seen = aborted["failed_requests"].value, users["v1.2.0"].http_errors
+    print(f"v1.2.0: failed_requests {failed}, 5xx seen by the load generator {seen}")
+    # increase() extrapolates at the window's edges and misses what a new series had at its first scrape.
+    assert seen > 0 and 0 < failed <= 2 * seen + 5, (failed, seen)
 
 
 # ------------------------------------------------------------------ the webserver and the browser
@@ -239,6 +283,14 @@ class UiTour:
         assert "v1.2.0 failed verification (error_rate) and was rolled back to v1.1.0" in text, text[-3000:]
         assert "RUN_FAILURE" in text
         self.shot("ui-failed-release.png")
+
+    def release_summary(self) -> None:
+        # The asset's Events tab opens on the newest event: v1.2.0's abort, its summary rendered.
+        text = self.visit("/assets/deploy/staging/app?view=events", "app v1.2.0 → staging: aborted (error_rate)")
+        assert "new caching layer" in text and "FAILED" in text, text[:3000]
+        self.page.set_viewport_size({"width": 1440, "height": 1280})
+        self.shot("ui-release-summary.png")
+        self.page.set_viewport_size({"width": 1440, "height": 900})
 
     def catalog_with_lineage(self) -> None:
         # The catalog: full keys, their group and description.

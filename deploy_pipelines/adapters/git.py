@@ -54,6 +54,11 @@ class GitSource(ConfigurableResource, ABC):
         the start of a change's lead time."""
         return None
 
+    def commits_between(self, old: str, new: str, limit: int = 50) -> list[tuple[str, str]] | None:
+        """Commits reachable from new but not from old, newest first, as (sha, subject): what a
+        release changes since the serving one. None where the source cannot tell cheaply."""
+        return None
+
 
 class LocalGit(GitSource):
     """A git repository reachable by the git CLI (a path, file://, ssh or https URL)."""
@@ -98,6 +103,12 @@ class LocalGit(GitSource):
             return None   # a remote repository: `git show` would need a fetch first
         out = str(self._git("-C", self.repo, "show", "-s", "--format=%ct", commit)).strip()
         return float(out) if out else None
+
+    def commits_between(self, old: str, new: str, limit: int = 50) -> list[tuple[str, str]] | None:
+        if not Path(self.repo).exists():
+            return None   # a remote repository: `git log` would need a fetch first
+        out = str(self._git("-C", self.repo, "log", f"--max-count={limit}", "--format=%H%x09%s", f"{old}..{new}"))
+        return [tuple(line.split("\t", 1)) for line in out.splitlines() if "\t" in line]  # type: ignore[misc]
 
     def export(self, ref: str, dest: Path) -> Path:
         dest = Path(dest)

@@ -370,6 +370,9 @@ class VerifySpec(Strict):
     rules: list[Rule] = []
     analysis: Analysis = Analysis()
     bake: Duration = 0.0                          # watch after promotion; a breach -> rollback
+    # A query giving the requests that failed over the rollout ({service} {environment} {window} filled
+    # in, window like "95s"): numeric metadata on every release and abort event, so the UI plots it.
+    failed_requests: str | None = None
 
     @model_validator(mode="after")
     def _unique_rules(self):
@@ -395,6 +398,17 @@ class Service(Strict):
     database: DatabaseSpec | None = None
     targets: dict[str, Target] = Field(min_length=1)
     verify: VerifySpec = VerifySpec()
+    owners: list[str] = []                        # team:<name> or an email: the deploy assets' owners in the UI
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, v):
+        # Dagster's own rule for asset owners, so a bad one fails here, with the catalog's path.
+        for owner in v:
+            if not (re.fullmatch(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}", owner)
+                    or (owner.startswith("team:") and len(owner) > 5)):
+                raise ValueError(f"owner {owner!r} is neither an email address nor team:<name>")
+        return v
 
     @field_validator("tag_pattern")
     @classmethod

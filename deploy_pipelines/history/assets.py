@@ -41,6 +41,7 @@ def deploy_specs(catalog: Catalog) -> list[AssetSpec]:
             kinds = {target.platform, *([svc.database.engine] if svc.database else [])}
             specs.append(AssetSpec(history_key(service, environment), deps=deps, group_name=service,
                                    description=describe(catalog, service, environment), kinds=kinds,
+                                   owners=svc.owners,
                                    metadata={"strategy": target.strategy.kind, "platform": target.platform},
                                    tags={"environment": environment}))
     return specs

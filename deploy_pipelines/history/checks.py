@@ -7,7 +7,7 @@
 - restore_verified: the newest restore-verification run passed.
 
 Each target's adapters are resources under per-target keys (`platform__<service>__<env>`), so one
-checks job evaluates every target. Not here: rescanning the running image (not built yet)."""
+checks job evaluates every target. serving_image_rescan (today's scan of the serving image) is in rescan.py."""
 
 from __future__ import annotations
 
@@ -73,10 +73,14 @@ def _timestamp(iso: str) -> float:
 
 
 def build_checks(catalog: Catalog) -> list[AssetChecksDefinition]:
+    from deploy_pipelines.history.rescan import rescan_check   # rescan.py reads recorded_release from here
+
     checks = []
     for service, svc in catalog.services.items():
         for environment in svc.targets:
             checks.append(_drift_check(service, environment))
+            if svc.scan.scanners:
+                checks.append(rescan_check(catalog, service, environment, resource_key("git", service, environment)))
             if svc.database is not None:
                 checks += [_backup_check(service, environment, svc.database.backup.schedule, catalog.timezone),
                            _restore_check(service, environment)]

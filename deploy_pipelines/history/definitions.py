@@ -23,7 +23,7 @@ def build_history_definitions(catalog: Catalog, catalog_path: str, on: bool) -> 
     refresh = define_asset_job(REFRESH_JOB, selection=AssetSelection.assets(*dora) | AssetSelection.checks(*checks),
                                executor_def=in_process_executor,
                                description="Recompute DORA metrics and evaluate the deploy asset checks "
-                                           "(drift, backup age, restore verification)")
+                                           "(drift, backup age, restore verification, rescan of the serving image)")
     schedule = ScheduleDefinition(name=f"{REFRESH_JOB}_hourly_schedule", job=refresh, cron_schedule="0 * * * *",
                                   execution_timezone=catalog.timezone,
                                   default_status=DefaultScheduleStatus.RUNNING if on else DefaultScheduleStatus.STOPPED)
@@ -33,6 +33,7 @@ def build_history_definitions(catalog: Catalog, catalog_path: str, on: bool) -> 
             adapters = resources_for(catalog, catalog_path, service, environment)
             resources[resource_key("platform", service, environment)] = adapters["platform"]
             resources[resource_key("backup_storage", service, environment)] = adapters["backup_storage"]
+            resources[resource_key("git", service, environment)] = adapters["git"]
     return Definitions(assets=[*deploy_specs(catalog), *dora], asset_checks=checks, jobs=[refresh],
                        schedules=[schedule], resources=resources)
 

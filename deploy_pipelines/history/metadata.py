@@ -1,6 +1,7 @@
 """Numeric metadata on release, abort and rollback events so the asset page plots them: how long
-the run took, how long a commit waited before it served users, how far a canary got, plus a link
-to the run. Steps call `event_metrics` with what they know; everything else is read here."""
+the run took, how long a commit waited before it served users, how many requests failed during the
+rollout, how far a canary got, plus a link to the run. Steps call `event_metrics` with what they
+know; everything else is read here."""
 
 from __future__ import annotations
 
@@ -29,7 +30,27 @@ def canary_steps_reached(checks: list[dict], strategy) -> int | None:
     return len(stages)
 
 
-def event_metrics(context, *, commit_time: float | None = None, steps_reached: int | None = None) -> dict:
+def failed_requests(target, metrics, window_s: float | None, log) -> float | None:
+    """Requests that failed during the rollout, by the catalog's `verify.failed_requests` query over
+    the run so far; None (no plot point) when the catalog has none or the source cannot answer."""
+    query = target.spec.verify.failed_requests
+    if not query or not window_s:
+        return None
+    labels = {"service": target.service, "environment": target.environment, "window": f"{max(1, round(window_s))}s"}
+    for k, v in labels.items():
+        query = query.replace("{" + k + "}", v)
+    try:
+        value = metrics.query(query)
+    except Exception as exc:  # noqa: BLE001 - evidence for the history, never a reason to fail a release
+        log(f"failed requests during the rollout: unknown ({type(exc).__name__}: {exc})")
+        return None
+    if value is not None:
+        log(f"failed requests during the rollout ({labels['window']}): {value:.0f}")
+    return None if value is None else round(value, 1)
+
+
+def event_metrics(context, *, commit_time: float | None = None, steps_reached: int | None = None,
+                  target=None, metrics=None) -> dict:
     """Metadata to merge into a deploy/<env>/<service> event: floats and ints only where the value
     is known, so the UI's plots have no gaps filled with zeros."""
     now = time.time()
@@ -40,6 +61,10 @@ def event_metrics(context, *, commit_time: float | None = None, steps_reached: i
     if commit_time:
         meta["lead_time_s"] = MetadataValue.float(round(now - commit_time, 3))
         meta["commit_time"] = MetadataValue.timestamp(commit_time)
+    if target is not None and metrics is not None:
+        failed = failed_requests(target, metrics, duration, context.log.info)
+        if failed is not None:
+            meta["failed_requests"] = MetadataValue.float(failed)
     if steps_reached is not None:
         meta["canary_steps_reached"] = MetadataValue.int(steps_reached)
     return meta

@@ -8,24 +8,13 @@ from dagster import AssetMaterialization, MetadataValue, Out, Output, op
 
 from deploy_pipelines.adapters.backup_storage import BackupStorage
 from deploy_pipelines.adapters.git import GitSource
+from deploy_pipelines.adapters.metrics import MetricsSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import BackupRecord, BuiltImage, DeployResult
 from deploy_pipelines.catalog.models import BlueGreen
 from deploy_pipelines.history.metadata import canary_steps_reached, event_metrics
+from deploy_pipelines.history.summary import release_summary, serving_before
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, deploy_history, ensure_exclusive, history_key
-
-
-def release_summary(release: ReleaseInput, image: BuiltImage, previous: str, backup: BackupRecord | None,
-                    migrations: list, strategy: str) -> str:
-    lines = [f"### {release.service} {release.version} → {release.environment}", "",
-             "| | |", "|---|---|",
-             f"| commit | `{release.commit[:12]}` |",
-             f"| image | `{image.ref}` |",
-             f"| strategy | {strategy} |",
-             f"| previous | {previous} |",
-             f"| migrations | {', '.join(migrations) or 'none'} |",
-             f"| backup | {backup.uri + ' (sha256 ' + backup.sha256[:12] + ')' if backup else 'none'} |"]
-    return "\n".join(lines)
 
 
 def unpin_superseded(storage: BackupStorage, service: str, environment: str, keep: set[str], log) -> None:
@@ -40,7 +29,7 @@ def unpin_superseded(storage: BackupStorage, service: str, environment: str, kee
 @op(out=Out(dict), tags={"deploy/step": "promote"})
 def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployResult, checks: VerifyOutcome,
             backup: BackupRecord | None, migrations: list, target: DeployTarget, platform: Platform,
-            backup_storage: BackupStorage, git: GitSource) -> Output:
+            backup_storage: BackupStorage, git: GitSource, metrics: MetricsSource) -> Output:
     """Make the new version stable and record the release."""
     ensure_exclusive(context, target.key)
     strategy = target.target.strategy
@@ -62,10 +51,11 @@ def promote(context, release: ReleaseInput, image: BuiltImage, deployed: DeployR
         # What it was released with (env, secret references, probes): a rollback brings it back exactly.
         "workload": MetadataValue.json(current.workload.model_dump(mode="json")) if current.workload else "",
         "keep_previous_until": (time.time() + keep) if keep and previous else 0.0,
-        "summary": MetadataValue.md(release_summary(release, image, previous or "none", backup, migrations,
-                                                   strategy.kind)),
+        "summary": MetadataValue.md(release_summary(
+            context, target, release, git, outcome="promoted", checks=checks.checks, first=deployed.previous is None,
+            serving=serving_before(context.instance, target.service, target.environment, release.run_id))),
         **event_metrics(context, commit_time=git.commit_time(release.commit),
-                        steps_reached=canary_steps_reached(checks.checks, strategy)),
+                        steps_reached=canary_steps_reached(checks.checks, strategy), target=target, metrics=metrics),
     }
     context.log_event(AssetMaterialization(history_key(target.service, target.environment), metadata=meta,
                                            description=f"{release.version} promoted"))

@@ -9,12 +9,14 @@ import time
 import httpx
 from dagster import AssetObservation, Failure, MetadataValue, Out, Output, TableColumn, TableRecord, TableSchema, op
 
+from deploy_pipelines.adapters.git import GitSource
 from deploy_pipelines.adapters.metrics import MetricsSource
 from deploy_pipelines.adapters.platform import Platform
 from deploy_pipelines.adapters.records import DeployResult
 from deploy_pipelines.analysis import run_analysis
 from deploy_pipelines.catalog.models import Canary, HealthCheck, SmokeCheck
 from deploy_pipelines.history.metadata import event_metrics
+from deploy_pipelines.history.summary import release_summary, serving_before
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, ensure_exclusive, history_key
 
 
@@ -75,11 +77,14 @@ def analyse(target: DeployTarget, release: ReleaseInput, metrics: MetricsSource,
 
 
 def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, platform: Platform,
-         metrics: MetricsSource, log) -> list[dict]:
+         metrics: MetricsSource, log, checks: list | None = None, reached: list | None = None) -> list[dict]:
+    """`checks` and `reached` (canary steps entered) fill as verify goes, so an abort can tell how far it got."""
     verify = target.spec.verify
     strategy = target.target.strategy
-    checks = [check_health(deployed.endpoints, verify.health, log)]
-    checks += check_smoke(deployed.endpoints, verify.smoke, log)
+    checks = [] if checks is None else checks
+    reached = [] if reached is None else reached
+    checks.append(check_health(deployed.endpoints, verify.health, log))
+    checks.extend(check_smoke(deployed.endpoints, verify.smoke, log))
     since = time.time()
     first = deployed.previous is None
     if first and strategy.kind != "rolling":
@@ -88,6 +93,7 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
     if isinstance(strategy, Canary) and not first:
         for i, step in enumerate(strategy.steps, 1):
             prefix = f"canary step {i}/{len(strategy.steps)}: "
+            reached.append(f"step {i}" if step.weight is None else f"{step.weight}%")
             if step.weight is not None:
                 platform.set_weight(step.weight, log)
                 prefix = f"canary {step.weight}%: "
@@ -109,21 +115,29 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
 
 @op(out=Out(VerifyOutcome), tags={"deploy/step": "verify"})
 def verify(context, release: ReleaseInput, deployed: DeployResult, target: DeployTarget, platform: Platform,
-           metrics: MetricsSource) -> Output:
+           metrics: MetricsSource, git: GitSource) -> Output:
     """Health, smoke and metric analysis of the new version; abort to stable on any failure."""
     log = context.log.info
     ensure_exclusive(context, target.key)
+    checks: list[dict] = []
+    reached: list[str] = []
     try:
-        checks = walk(target, release, deployed, platform, metrics, log)
+        walk(target, release, deployed, platform, metrics, log, checks, reached)
     except BaseException as exc:  # noqa: BLE001 - whatever stops verify, traffic must go back to stable
         check = exc.check if isinstance(exc, VerifyFailed) else "verify"
         reason = str(exc) if isinstance(exc, VerifyFailed) else f"{type(exc).__name__}: {exc}"
         context.log.error(f"verify failed ({check}): {reason}; aborting: traffic back to stable")
         stable = platform.abort(reason, log)
         back_to = stable.version if stable else "nothing (no stable release)"
+        summary = release_summary(
+            context, target, release, git, outcome="aborted", failed=check, reached=reached,
+            first=deployed.previous is None, checks=[*checks, {"check": check, "result": "FAILED", "detail": reason}],
+            serving=serving_before(context.instance, target.service, target.environment, release.run_id))
         context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
             "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,
-            "serving": back_to, **event_metrics(context)}))
+            "serving": back_to, "summary": MetadataValue.md(summary),
+            **event_metrics(context, steps_reached=len(reached) if isinstance(target.target.strategy, Canary)
+                            and deployed.previous is not None else None, target=target, metrics=metrics)}))
         # The notify_runs sensor tells #incidents ("failed and rolled back") from this observation.
         raise Failure(f"{target.where}: {release.version} failed verification ({check}) and was rolled back "
                       f"to {back_to}: {reason}",
