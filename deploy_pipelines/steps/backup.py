@@ -33,10 +33,14 @@ def take_backup(context, target: DeployTarget, database: Database, storage: Back
             database.dump(local)
         except DatabaseError as exc:
             raise Failure(f"{target.where}: backup failed, nothing was changed: {exc}") from None
-        record = storage.put(local, key, BackupRecord(
-            uri="", key=key, sha256="", size=0, created_at=now.isoformat(), service=target.service,
-            environment=target.environment, version=version, engine=database.engine, pinned_by=pinned_by,
-            tables=tables))
+        try:
+            record = storage.put(local, key, BackupRecord(
+                uri="", key=key, sha256="", size=0, created_at=now.isoformat(), service=target.service,
+                environment=target.environment, version=version, engine=database.engine, pinned_by=pinned_by,
+                tables=tables))
+        except OSError as exc:      # a full or read-only backup disk: the store leaves no partial file
+            raise Failure(f"{target.where}: backup could not be stored, nothing was changed: "
+                          f"{exc.strerror or exc} ({exc.filename or key})") from None
     context.log.info(f"backup {record.key}: {record.size / 1e6:.1f} MB, sha256 {record.sha256[:16]}..., "
                      f"{time.monotonic() - started:.1f}s")
     return record

@@ -98,6 +98,42 @@ def container_labels(docker_host: str) -> Place:
     return texts
 
 
+def container_configs(docker_host: str) -> Place:
+    """What `podman inspect` shows of every container: labels, environment, argv, mounts."""
+    def texts():
+        import docker
+
+        client = docker.DockerClient(base_url=docker_host)
+        try:
+            for c in client.containers.list(all=True):
+                yield json.dumps(c.attrs, default=str)
+        finally:
+            client.close()
+    return texts
+
+
+def files_in_containers(docker_host: str, path: str, label: str) -> Place:
+    """Every file under `path` inside the running containers carrying `label` (e.g. the nginx
+    configs the Docker platform writes into its proxy containers through the API)."""
+    def texts():
+        import io
+        import tarfile
+
+        import docker
+
+        client = docker.DockerClient(base_url=docker_host)
+        try:
+            for c in client.containers.list(filters={"label": label}):
+                stream, _ = c.get_archive(path)
+                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                    for member in tar.getmembers():
+                        if member.isfile():
+                            yield member.name + "\n" + tar.extractfile(member).read().decode(errors="replace")
+        finally:
+            client.close()
+    return texts
+
+
 def image_configs(registry: str) -> Place:
     """The config blob (labels, env, history) of every image in the registry."""
     def texts():

@@ -1,8 +1,8 @@
 """Faults before any change (real adapters against a closed 127.0.0.1 port): the database down
 makes the backup op fail clearly with nothing stored (so migrate, which needs the backup, never
 runs) and without the password in the message; the registry down makes the build op fail clearly
-(so deploy, which needs the image, never runs). Not covered yet: SIGKILL of the run worker,
-Prometheus down, the webhook down, a full disk, concurrent launches."""
+(so deploy, which needs the image, never runs). Not covered here: SIGKILL of the run worker,
+Prometheus down, the webhook down, a full disk (test_faults_e2e.py), concurrent launches."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 checks, one at a time, and the checker must report exactly that place — event log, compute logs,
 run configs and tags (a real Dagster instance), nginx configs, process argv (sampled from /proc),
 image configs and history (real buildah and registry), backup file names (the real local store).
-Not covered here: container labels (needs the podman service; exercised by the planted-secrets
-release scenario, not yet on this branch), and the release scenario itself."""
+Not covered here: the container places (labels and configs, nginx configs inside proxy containers:
+their self-test runs on the release world's podman, test_planted_secrets_e2e.py), and the release
+scenario itself."""
 
 from __future__ import annotations
 
