@@ -8,11 +8,6 @@ from pathlib import Path
 
 import pytest
 
-# The end-to-end families (planted secrets, faults, concurrency) share one stack and world:
-# registered here once, so a session-scoped world is built once for the whole directory.
-from deploy_pipelines_tests.reliability.release_world import (  # noqa: F401
-    app_release, demo_repo, fleet_images, local_stack, rel_world)
-
 REPO = Path(__file__).resolve().parents[2]
 REPORT = REPO / "RELIABILITY.md"
 COMMAND = "pytest -q -p no:cacheprovider -m reliability deploy_pipelines_tests/reliability"
