@@ -16,7 +16,7 @@ from deploy_pipelines.redact import is_secret_name
 Problem = tuple[tuple, str]
 
 # Platforms the models name but no adapter implements yet: reject them here, not in a traceback.
-PLATFORMS_WITH_ADAPTER = {"docker"}
+PLATFORMS_WITH_ADAPTER = {"docker", "kubernetes"}
 
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 LOOKS_LIKE_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
