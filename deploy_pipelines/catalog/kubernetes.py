@@ -72,3 +72,22 @@ class KubernetesWorkload(Strict):
             if not re.match(QUANTITY, value):
                 raise ValueError(f"resources.{name}: {value!r} is not a Kubernetes quantity (e.g. 250m, 512Mi)")
         return self
+
+
+def kubernetes_problems(catalog) -> list[tuple[tuple, str]]:
+    """Catalog rule: on Kubernetes a secret is a Secret key, never a value the pipeline passes on."""
+    problems = []
+    for s, svc in catalog.services.items():
+        for e, t in svc.targets.items():
+            if t.platform != "kubernetes":
+                continue
+            where = ("services", s, "targets", e)
+            for name, value in t.env.items():
+                if isinstance(value, EnvRef):
+                    problems.append(((*where, "env", name), f"on Kubernetes a secret is a Secret reference: move "
+                                     f"{name} to kubernetes.secrets.{name}: {{secret: NAME, key: KEY}}"))
+            if svc.database and t.database_env and t.database_env not in t.kubernetes.secrets:
+                problems.append(((*where, "kubernetes", "secrets"),
+                                 f"the app receives the database URL as {t.database_env}: name its Secret in "
+                                 f"kubernetes.secrets.{t.database_env}: {{secret: NAME, key: KEY}}"))
+    return problems

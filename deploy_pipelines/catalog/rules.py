@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from deploy_pipelines.catalog.kubernetes import kubernetes_problems
 from deploy_pipelines.catalog.models import Catalog, EnvRef
 from deploy_pipelines.redact import is_secret_name
 
@@ -159,7 +160,7 @@ def _tag_patterns(catalog: Catalog) -> list[Problem]:
             for s, svc in catalog.services.items() if not re.match(svc.tag_pattern, "v1.2.3")]
 
 
-RULES = (_platforms, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns)
+RULES = (_platforms, kubernetes_problems, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns)
 
 
 def cross_field_problems(catalog: Catalog) -> list[Problem]:
