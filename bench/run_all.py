@@ -14,6 +14,7 @@ BENCHES = [
     ("bench.catalog_bounds", ["--rounds", "5"]),
     ("bench.traffic_switch", ["--rounds", "10"]),
     ("bench.orchestration_overhead", ["--runs", "20"]),
+    ("bench.k8s_rollout", ["--rounds", "3"]),
 ]
 
 

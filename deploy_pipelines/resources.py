@@ -11,6 +11,7 @@ from deploy_pipelines.adapters.buildah import BuildahBuilder
 from deploy_pipelines.adapters.database import NoDatabase
 from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
 from deploy_pipelines.adapters.git import LocalGit
+from deploy_pipelines.adapters.k8s_resources import kubernetes_platform_for
 from deploy_pipelines.adapters.metrics import PrometheusMetrics
 from deploy_pipelines.adapters.mysql import MySQLDatabase
 from deploy_pipelines.adapters.notifier import NullNotifier, SlackWebhook
@@ -78,6 +79,8 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
             docker_host=setting(d.host), nginx_image=setting(d.nginx_image) if d.nginx_image else "",
             bind_host=d.bind_host, network=d.network, public_host=setting(d.public_host) if d.public_host else "",
             prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)
+    elif target.platform == "kubernetes":
+        resources["platform"] = kubernetes_platform_for(service, environment, env.kubernetes, target)
     else:
         raise NotImplementedError(f"platform {target.platform} (service {service}, environment {environment}) "
                                   "has no adapter yet")

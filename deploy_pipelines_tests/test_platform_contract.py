@@ -28,6 +28,9 @@ from deploy_pipelines.adapters.records import Probe, SecretEnv, Workload
 from deploy_pipelines.catalog.models import BlueGreen, Canary, CanaryStep, Rolling
 from deploy_pipelines.loadgen import LoadGenerator
 from deploy_pipelines.stack.process import free_port
+from deploy_pipelines.adapters.k8s_platform import KubernetesPlatform
+from deploy_pipelines_tests import contract_k8s
+from deploy_pipelines_tests.contract_k8s import k8s_cluster  # noqa: F401 - fixture
 from deploy_pipelines_tests.fixtures_ssh import ssh_docker_host  # noqa: F401 - fixture
 from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
@@ -62,10 +65,13 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["docker-socket", "docker-ssh"])
+@pytest.fixture(params=["docker-socket", "docker-ssh", pytest.param("k8s", marks=pytest.mark.k8s)])
 def platform(request, local_stack):  # noqa: F811
     """A fresh target (own service name, own public port) on one implementation; removed after."""
     _stack, env = local_stack
+    if request.param == "k8s":
+        yield from _k8s_platform(request)
+        return
     host = env["DEPLOY_DOCKER_HOST"] if request.param == "docker-socket" else request.getfixturevalue(
         "ssh_docker_host")
     service = f"c{secrets.token_hex(3)}"
@@ -81,11 +87,22 @@ def platform(request, local_stack):  # noqa: F811
         c.remove(force=True)
 
 
+def _k8s_platform(request):
+    cluster = request.getfixturevalue("k8s_cluster")
+    p = contract_k8s.k8s_platform(cluster, PLANTED)
+    p._test_cluster = cluster  # noqa: SLF001
+    clock = FakeClock()
+    p.with_clock(clock, lambda s: setattr(clock, "now", clock.now + s))
+    p._test_clock = clock  # noqa: SLF001 - the tests move it
+    yield p
+    contract_k8s.remove_target(p)
+
+
 def workload(images, version: str, replicas: int = 1, **kw) -> Workload:
     ref, digest = images[version]
     return Workload(version=version, image=ref, digest=digest, commit="c0ffee", run_id=f"run-{version}",
                     replicas=replicas, env={"GREETING": f"hello from {version}"},
-                    secret_env=(SecretEnv(name="API_TOKEN", env="CONTRACT_PLANTED"),),
+                    secret_env=(SecretEnv(name="API_TOKEN", env="CONTRACT_PLANTED", secret=contract_k8s.SECRET, key="api-token"),),
                     readiness=Probe(path="/ready", timeout=60), **kw)
 
 
@@ -183,22 +200,34 @@ def test_rollback_warm_and_redeployed_from_its_own_workload(platform, images):
     # Not warm any more: v1.1.0 comes back from its recorded workload, not from a v1.0.0 container.
     again = platform.rollback(log)
     assert again.version == "v1.1.0" and answers(platform.public_url()) == {"v1.1.0": 40}
-    for c in platform.client.containers.list(filters={"label": [f"deploy.service={platform.service}",
-                                                                "deploy.role=instance"]}):
-        env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-        assert env["GREETING"] == f"hello from {c.labels['deploy.version']}"
+    for version, env in instance_envs(platform):
+        assert env["GREETING"] == f"hello from {version}"
+
+
+def instance_envs(p) -> list[tuple[str, dict]]:
+    if isinstance(p, KubernetesPlatform):
+        return contract_k8s.instance_envs(p)
+    return [(c.labels["deploy.version"], dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])) for c in
+            p.client.containers.list(filters={"label": [f"deploy.service={p.service}", "deploy.role=instance"]})]
 
 
 def test_secrets_are_never_readable_through_the_platform(platform, images):
     platform.deploy(workload(images, "v1.0.0"), Rolling(), log)
     platform.promote(log)
     seen = []
-    for c in platform.client.containers.list(all=True, filters={"label": f"deploy.service={platform.service}"}):
-        seen.append(json.dumps(c.attrs))                 # config, env, labels, argv of every container
+    if isinstance(platform, KubernetesPlatform):
+        seen += contract_k8s.everything_visible(platform)
+    else:
+        for c in platform.client.containers.list(all=True, filters={"label": f"deploy.service={platform.service}"}):
+            seen.append(json.dumps(c.attrs))             # config, env, labels, argv of every container
     seen.append(json.dumps(platform._state()))          # noqa: SLF001 - the platform's own annotation
     seen.append(repr(platform.current()) + repr(platform.status()))
     assert not [s for s in seen if PLANTED in s]
     # ... and yet the workload received it.
+    if isinstance(platform, KubernetesPlatform):
+        environ = contract_k8s.environ_of_an_instance(platform._test_cluster, platform)  # noqa: SLF001
+        assert f"API_TOKEN={PLANTED}" in environ
+        return
     inst = platform.client.containers.list(filters={"label": [f"deploy.service={platform.service}",
                                                               "deploy.role=instance"]})[0]
     environ = inst.exec_run(["cat", "/proc/1/environ"], user="65534").output.decode()   # the app's own user

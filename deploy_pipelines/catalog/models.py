@@ -78,10 +78,15 @@ class DockerConnection(Strict):
                                                           "nginx_prefix is ignored")
 
 
+# Kubernetes settings live in their own module (it builds on Strict/EnvRef/Duration above).
+from deploy_pipelines.catalog.kubernetes import KubernetesConnection, KubernetesWorkload  # noqa: E402
+
+
 class Environment(Strict):
     requires: str | None = None                   # a version must have passed this environment first
     approval: Literal["auto", "manual"] = "auto"
     docker: DockerConnection | None = None
+    kubernetes: KubernetesConnection | None = None
     prometheus: Setting | None = None             # base URL of Prometheus for verify rules
     registry: Setting | None = None               # default image registry (host:port)
     backup_root: Setting | None = None            # default backup storage (file:///... or s3://bucket/prefix)
@@ -267,6 +272,7 @@ class Target(Strict):
     env: dict[str, Setting] = {}                  # passed to the app; {env: NAME} for secrets
     database_env: str | None = "DATABASE_URL"     # the app receives the database URL under this name
     database_url: EnvRef | None = None            # this environment's database (default: database.url)
+    kubernetes: KubernetesWorkload = KubernetesWorkload()   # names and shape on a kubernetes platform
 
     @model_validator(mode="after")
     def _canary_fits(self):
@@ -500,6 +506,9 @@ class Catalog(Strict):
                 if target.platform == "docker" and env.docker is None:
                     problems.append(f"{where}.platform: docker needs environments.{env_name}.docker "
                                     f"(host) [service {svc_name}, environment {env_name}]")
+                if target.platform == "kubernetes" and env.kubernetes is None:
+                    problems.append(f"{where}.platform: kubernetes needs environments.{env_name}.kubernetes "
+                                    f"(namespace, kubeconfig) [service {svc_name}, environment {env_name}]")
                 if any(not r.query.startswith("cloudwatch") for r in svc.verify.rules) and env.prometheus is None:
                     problems.append(f"services.{svc_name}.verify.rules: environment {env_name} has no "
                                     f"prometheus URL [service {svc_name}, environment {env_name}]")

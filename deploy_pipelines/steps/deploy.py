@@ -23,11 +23,15 @@ def workload_for(target: DeployTarget, version: str, image: str, digest: str, co
     db = target.spec.database
     if db is not None and t.database_env:
         secret_env.append(SecretEnv(name=t.database_env, env=(t.database_url or db.url).env))
+    if t.platform == "kubernetes":
+        # Pods get secrets as secretKeyRefs only (catalog rule: no {env:} values on Kubernetes).
+        secret_env = [SecretEnv(name=n, secret=r.secret, key=r.key) for n, r in t.kubernetes.secrets.items()]
     health = target.spec.verify.health
     period = min(health.interval, 1.0)
     return Workload(
         version=version, image=image, digest=digest, commit=commit, run_id=run_id,
         container_port=t.container_port, replicas=t.replicas, env=env, secret_env=tuple(secret_env),
+        resources=dict(t.kubernetes.resources),
         readiness=Probe(path=health.readiness or health.path, timeout=health.timeout, period=period),
         liveness=Probe(path=health.liveness, timeout=health.timeout, period=period) if health.liveness else None)
 
