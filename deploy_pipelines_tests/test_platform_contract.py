@@ -1,6 +1,8 @@
 """The platform contract (adapters/platform.py), run against every implementation: today the Docker
 platform for real (the stack's Podman service through a local socket, and through ssh:// to a
-loopback sshd); Kubernetes and ECS join through the `platform` fixture's parameters.
+loopback sshd) and the ECS platform against the ECS test bed (contract_ecs.py: moto, a scheduler
+running tasks as Podman containers, the ALB on nginx); Kubernetes joins through the `platform`
+fixture's parameters.
 
 Each test drives the platform directly with real images of the sample service and asserts on what
 users get: which version answers the public URL, which instances run, what the platform reads back.
@@ -28,6 +30,7 @@ from deploy_pipelines.adapters.records import Probe, SecretEnv, Workload
 from deploy_pipelines.catalog.models import BlueGreen, Canary, CanaryStep, Rolling
 from deploy_pipelines.loadgen import LoadGenerator
 from deploy_pipelines.stack.process import free_port
+from deploy_pipelines_tests.contract_ecs import ecs_platform, ecs_testbed  # noqa: F401 - fixture
 from deploy_pipelines_tests.fixtures_ssh import ssh_docker_host  # noqa: F401 - fixture
 from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
@@ -62,10 +65,18 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["docker-socket", "docker-ssh"])
+@pytest.fixture(params=["docker-socket", "docker-ssh", pytest.param("ecs", marks=pytest.mark.ecs)])
 def platform(request, local_stack):  # noqa: F811
     """A fresh target (own service name, own public port) on one implementation; removed after."""
     _stack, env = local_stack
+    os.environ["CONTRACT_PLANTED"] = PLANTED
+    if request.param == "ecs":
+        p = ecs_platform(request, PLANTED)
+        clock = FakeClock()
+        p.with_clock(clock, lambda s: setattr(clock, "now", clock.now + s))
+        p._test_clock = clock  # noqa: SLF001 - the tests move it
+        yield p
+        return
     host = env["DEPLOY_DOCKER_HOST"] if request.param == "docker-socket" else request.getfixturevalue(
         "ssh_docker_host")
     service = f"c{secrets.token_hex(3)}"
@@ -101,6 +112,13 @@ def answers(url: str, n: int = 40) -> dict[str, int]:
 
 def running(p: DockerNginxPlatform) -> dict[str, int]:
     return p.status().instances
+
+
+def instance_containers(p) -> list:
+    """The containers of the target's running instances (ECS: of its tasks, in the test bed)."""
+    if hasattr(p, "_test_containers"):
+        return p._test_containers()  # noqa: SLF001
+    return p.client.containers.list(filters={"label": [f"deploy.service={p.service}", "deploy.role=instance"]})
 
 
 def log(msg: str) -> None:
@@ -183,23 +201,24 @@ def test_rollback_warm_and_redeployed_from_its_own_workload(platform, images):
     # Not warm any more: v1.1.0 comes back from its recorded workload, not from a v1.0.0 container.
     again = platform.rollback(log)
     assert again.version == "v1.1.0" and answers(platform.public_url()) == {"v1.1.0": 40}
-    for c in platform.client.containers.list(filters={"label": [f"deploy.service={platform.service}",
-                                                                "deploy.role=instance"]}):
+    for c in instance_containers(platform):
         env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-        assert env["GREETING"] == f"hello from {c.labels['deploy.version']}"
+        assert env["GREETING"] == f"hello from {env['APP_VERSION']}"
 
 
 def test_secrets_are_never_readable_through_the_platform(platform, images):
     platform.deploy(workload(images, "v1.0.0"), Rolling(), log)
     platform.promote(log)
     seen = []
-    for c in platform.client.containers.list(all=True, filters={"label": f"deploy.service={platform.service}"}):
-        seen.append(json.dumps(c.attrs))                 # config, env, labels, argv of every container
-    seen.append(json.dumps(platform._state()))          # noqa: SLF001 - the platform's own annotation
+    if hasattr(platform, "_test_inspect"):
+        seen += platform._test_inspect()                # noqa: SLF001 - ECS: task definitions, services
+    else:
+        for c in platform.client.containers.list(all=True, filters={"label": f"deploy.service={platform.service}"}):
+            seen.append(json.dumps(c.attrs))             # config, env, labels, argv of every container
+        seen.append(json.dumps(platform._state()))      # noqa: SLF001 - the platform's own annotation
     seen.append(repr(platform.current()) + repr(platform.status()))
     assert not [s for s in seen if PLANTED in s]
     # ... and yet the workload received it.
-    inst = platform.client.containers.list(filters={"label": [f"deploy.service={platform.service}",
-                                                              "deploy.role=instance"]})[0]
+    inst = instance_containers(platform)[0]
     environ = inst.exec_run(["cat", "/proc/1/environ"], user="65534").output.decode()   # the app's own user
     assert f"API_TOKEN={PLANTED}" in environ.split("\0")
