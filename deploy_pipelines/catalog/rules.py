@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from deploy_pipelines.catalog.aws import ecs_problems
 from deploy_pipelines.catalog.models import Catalog, EnvRef
 from deploy_pipelines.redact import is_secret_name
 
 Problem = tuple[tuple, str]
 
 # Platforms the models name but no adapter implements yet: reject them here, not in a traceback.
-PLATFORMS_WITH_ADAPTER = {"docker"}
+PLATFORMS_WITH_ADAPTER = {"docker", "ecs"}
 
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 LOOKS_LIKE_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
@@ -159,7 +160,7 @@ def _tag_patterns(catalog: Catalog) -> list[Problem]:
             for s, svc in catalog.services.items() if not re.match(svc.tag_pattern, "v1.2.3")]
 
 
-RULES = (_platforms, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns)
+RULES = (_platforms, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns, ecs_problems)
 
 
 def cross_field_problems(catalog: Catalog) -> list[Problem]:
