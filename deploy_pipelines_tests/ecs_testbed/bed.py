@@ -72,6 +72,9 @@ class EcsTestBed:
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        # moto's backends are process-wide: a bed starts from empty ones (a reset replaces the
+        # backend objects, so no earlier bed's hooks or services remain).
+        httpx.post(f"{self.url}/moto-api/reset", timeout=30).raise_for_status()
         self.ecs = ecs_backends[ACCOUNT][self.region]
         self.elbv2 = elbv2_backends[ACCOUNT][self.region]
         self._install_hooks()
@@ -84,6 +87,7 @@ class EcsTestBed:
         for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={self.id}"}):
             c.remove(force=True)
         if self._server is not None:
+            httpx.post(f"{self.url}/moto-api/reset", timeout=30)
             self._server.stop()
 
     @property
