@@ -9,7 +9,9 @@ from dagster_aws.s3 import S3Resource
 from deploy_pipelines.adapters.backup_storage import BackupStorage, LocalBackupStorage
 from deploy_pipelines.adapters.buildah import BuildahBuilder
 from deploy_pipelines.adapters.database import NoDatabase
+from deploy_pipelines.adapters.cloudwatch import CloudWatchMetrics
 from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
+from deploy_pipelines.adapters.ecs_platform import EcsPlatform
 from deploy_pipelines.adapters.git import LocalGit
 from deploy_pipelines.adapters.k8s_resources import kubernetes_platform_for
 from deploy_pipelines.adapters.metrics import PrometheusMetrics
@@ -57,6 +59,29 @@ def notifier_for(catalog: Catalog):
                         failure_channel=slack.failure)
 
 
+def _port(value):
+    return EnvVar.int(value.env) if isinstance(value, EnvRef) else value
+
+
+def ecs_platform_for(catalog: Catalog, service: str, environment: str) -> EcsPlatform:
+    """The ECS platform of one target: rules.ecs_problems made sure every part is there."""
+    env, target = catalog.environments[environment], catalog.services[service].targets[environment]
+    aws, cluster, t = env.aws, env.ecs, target.ecs
+    optional = {k: setting(v) for k, v in {"endpoint_url": aws.endpoint_url, "profile": aws.profile,
+                                          "public_host": cluster.public_host,
+                                          "execution_role_arn": cluster.execution_role_arn,
+                                          "ecs_service": t.service, "family": t.family, "log_group": t.log_group,
+                                          "stable_port": _port(t.stable_port) if t.stable_port else None}.items()
+                if v is not None}
+    return EcsPlatform(
+        service=service, environment=environment, public_port=_port(target.port), region=aws.region,
+        cluster=setting(cluster.cluster), load_balancer=setting(t.load_balancer or cluster.load_balancer),
+        container_name=t.container_name, cpu=t.cpu, memory=t.memory, subnets=t.subnets,
+        security_groups=t.security_groups, target_groups=t.target_groups, test_port=_port(t.test_port),
+        secrets=t.secrets, maximum_percent=t.maximum_percent, minimum_healthy_percent=t.minimum_healthy_percent,
+        **optional)
+
+
 def resources_for(catalog: Catalog, catalog_path: str, service: str, environment: str) -> dict:
     svc = catalog.services[service]
     env = catalog.environments[environment]
@@ -69,6 +94,11 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
         "notifier": notifier_for(catalog),
         "metrics": PrometheusMetrics(url=setting(env.prometheus) if env.prometheus else "http://127.0.0.1:9"),
     }
+    if env.aws is not None and svc.verify.rules and all(r.query.startswith("cloudwatch") for r in svc.verify.rules):
+        # Rules written as CloudWatch metrics or alarms (Morrow's thresholds) read CloudWatch.
+        resources["metrics"] = CloudWatchMetrics(region_name=env.aws.region, profile_name=env.aws.profile,
+                                                 endpoint_url=setting(env.aws.endpoint_url) if env.aws.endpoint_url
+                                                 else None)
     storage = (svc.database.backup.storage if svc.database else None) or env.backup_root
     resources["backup_storage"] = backup_storage_for(storage) if storage else LocalBackupStorage(root="/nonexistent")
     if target.platform == "docker":
@@ -81,6 +111,8 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
             prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)
     elif target.platform == "kubernetes":
         resources["platform"] = kubernetes_platform_for(service, environment, env.kubernetes, target)
+    elif target.platform == "ecs":
+        resources["platform"] = ecs_platform_for(catalog, service, environment)
     else:
         raise NotImplementedError(f"platform {target.platform} (service {service}, environment {environment}) "
                                   "has no adapter yet")

@@ -29,6 +29,9 @@ class EnvRef(Strict):
 
 Setting = str | EnvRef      # a literal or {env: NAME}
 
+# AWS fields live in their own module, which needs Strict / EnvRef / Setting from here first.
+from deploy_pipelines.catalog.aws import AwsConnection, EcsCluster, EcsTarget  # noqa: E402
+
 
 def _duration(value: Any) -> float:
     """'30s', '5m', '1h', '1h30m', '500ms' or a number of seconds -> seconds."""
@@ -87,6 +90,8 @@ class Environment(Strict):
     approval: Literal["auto", "manual"] = "auto"
     docker: DockerConnection | None = None
     kubernetes: KubernetesConnection | None = None
+    aws: AwsConnection | None = None              # platform ecs, CloudWatch, RDS, S3
+    ecs: EcsCluster | None = None
     prometheus: Setting | None = None             # base URL of Prometheus for verify rules
     registry: Setting | None = None               # default image registry (host:port)
     backup_root: Setting | None = None            # default backup storage (file:///... or s3://bucket/prefix)
@@ -273,6 +278,7 @@ class Target(Strict):
     database_env: str | None = "DATABASE_URL"     # the app receives the database URL under this name
     database_url: EnvRef | None = None            # this environment's database (default: database.url)
     kubernetes: KubernetesWorkload = KubernetesWorkload()   # names and shape on a kubernetes platform
+    ecs: EcsTarget | None = None                  # platform ecs: service, task family, network, target groups
 
     @model_validator(mode="after")
     def _canary_fits(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from deploy_pipelines.catalog.aws import ecs_problems
 from deploy_pipelines.catalog.kubernetes import kubernetes_problems
 from deploy_pipelines.catalog.models import Catalog, EnvRef
 from deploy_pipelines.redact import is_secret_name
@@ -17,7 +18,7 @@ from deploy_pipelines.redact import is_secret_name
 Problem = tuple[tuple, str]
 
 # Platforms the models name but no adapter implements yet: reject them here, not in a traceback.
-PLATFORMS_WITH_ADAPTER = {"docker", "kubernetes"}
+PLATFORMS_WITH_ADAPTER = {"docker", "kubernetes", "ecs"}
 
 URL_WITH_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 LOOKS_LIKE_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9]*_[A-Z0-9_]+$")
@@ -160,7 +161,8 @@ def _tag_patterns(catalog: Catalog) -> list[Problem]:
             for s, svc in catalog.services.items() if not re.match(svc.tag_pattern, "v1.2.3")]
 
 
-RULES = (_platforms, kubernetes_problems, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns)
+RULES = (_platforms, kubernetes_problems, _cycle, _names, _ports, _secrets, _forgotten_env, _urls, _tag_patterns,
+         ecs_problems)
 
 
 def cross_field_problems(catalog: Catalog) -> list[Problem]:

@@ -349,9 +349,9 @@ EXPECTED = {
     'strategy-number':
         'line 26: services.api.targets.staging.strategy: Input should be a valid dictionary or object to extract fields from (got 3) [service api, environment staging]',
     'platform-kubernetes':
-        'line 29: services.api.targets.production.platform: platform kubernetes has no adapter yet in this version of deploy_pipelines (supported: docker) [service api, environment production]',
+        'line 29: services.api.targets.production.platform: platform kubernetes has no adapter yet in this version of deploy_pipelines (supported: docker, ecs) [service api, environment production]',
     'platform-ecs':
-        'line 26: services.api.targets.staging.platform: platform ecs has no adapter yet in this version of deploy_pipelines (supported: docker) [service api, environment staging]',
+        'line 4: environments.staging.aws: platform ecs needs aws: {region: ...} [environment staging]',
     'platform-unknown':
         "line 26: services.api.targets.staging.platform: Input should be 'docker', 'kubernetes' or 'ecs' (got 'nomad') [service api, environment staging]",
     'requires-cycle':
