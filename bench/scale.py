@@ -216,17 +216,19 @@ def phase_sensors(catalog: Path) -> dict:
                                                         repository_def=repo))
             return s.name, data, time.perf_counter() - t
 
-        def tick_all(workers: int) -> float:
-            t = time.perf_counter()
+        def tick_all(workers: int, label: str) -> None:
+            t, c = time.perf_counter(), time.process_time()
             with ThreadPoolExecutor(workers) as pool:
                 done = list(pool.map(one, sensors))
             for name, data, _ in done:
                 cursors[name] = data.cursor or cursors[name]
-            return time.perf_counter() - t
+            out[f"{label}_s"] = round(time.perf_counter() - t, 2)
+            # CPU seconds of every thread (plus the git processes' wait, not counted): load-independent
+            out[f"{label}_cpu_s"] = round(time.process_time() - c, 2)
 
-        out["baseline_tick_4_threads_s"] = round(tick_all(4), 2)
-        out["steady_tick_4_threads_s"] = round(tick_all(4), 2)
-        out["steady_tick_1_thread_s"] = round(tick_all(1), 2)
+        tick_all(4, "baseline_tick_4_threads")
+        tick_all(4, "steady_tick_4_threads")
+        tick_all(1, "steady_tick_1_thread")
     return out
 
 
