@@ -59,19 +59,28 @@ class CatalogRepositoryData(RepositoryData):
     """Every job of the catalog by name, each built on first request and kept."""
 
     def __init__(self, catalog: Catalog, builders: Mapping[str, Callable[[], JobDefinition]],
-                 history: RepositoryData):
+                 history: Callable[[], RepositoryData]):
         self._catalog = catalog
         self._builders = dict(builders)
-        # The history's assets, checks, refresh job and schedule (issue 12), built eagerly: small,
-        # and the asset graph has to be whole for the UI.
-        self._history = history
+        # The history's assets, checks, refresh job and schedule (issue 12), built on first use
+        # like the triggers: they hold two resources per target and an asset and checks per target
+        # (at 200 services x 3 environments ~60 CPU s to build), which a release run never needs.
+        self._build_history = history
+        self._history_data: RepositoryData | None = None
         self._jobs: dict[str, JobDefinition] = {}
         self._triggers: Triggers | None = None
 
     @property
+    def _history(self) -> RepositoryData:
+        if self._history_data is None:
+            self._history_data = self._build_history()
+        return self._history_data
+
+    @property
     def built(self) -> dict:
         """What this process has built so far (the end-to-end test checks a run builds one job)."""
-        return {"jobs": list(self._jobs), "triggers": self._triggers is not None}
+        return {"jobs": list(self._jobs), "triggers": self._triggers is not None,
+                "history": self._history_data is not None}
 
     def get_job_names(self) -> Sequence[str]:
         return [*self._builders, *self._history.get_job_names()]
@@ -128,9 +137,12 @@ class CatalogRepositoryData(RepositoryData):
 def build_definitions(catalog_path: str | Path | None = None) -> RepositoryDefinition:
     path = Path(catalog_path) if catalog_path else default_catalog_path()
     catalog = load_catalog_once(path)
-    history = build_history_definitions(catalog, str(path.resolve()), catalog.triggers.enabled)
-    data = CatalogRepositoryData(catalog, job_builders(catalog, str(path.resolve())),
-                                 history.get_repository_def()._repository_data)  # noqa: SLF001
+
+    def history() -> RepositoryData:
+        built = build_history_definitions(catalog, str(path.resolve()), catalog.triggers.enabled)
+        return built.get_repository_def()._repository_data  # noqa: SLF001
+
+    data = CatalogRepositoryData(catalog, job_builders(catalog, str(path.resolve())), history)
 
     @repository(name=REPOSITORY_NAME, description=f"Releases of the {catalog.project} catalog ({path})")
     def _location():
@@ -143,7 +155,8 @@ def built_so_far(repo: RepositoryDefinition) -> dict:
     """Which jobs (and whether the triggers) this process has built: the end-to-end test checks
     that a run builds only its own job. Dagster keeps a repository's data private; read it here only."""
     data = repo._repository_data  # noqa: SLF001
-    return data.built if isinstance(data, CatalogRepositoryData) else {"jobs": "all (not lazy)", "triggers": True}
+    return data.built if isinstance(data, CatalogRepositoryData) else {"jobs": "all (not lazy)", "triggers": True,
+                                                                      "history": True}
 
 
 defs = build_definitions()

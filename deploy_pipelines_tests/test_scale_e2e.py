@@ -78,7 +78,7 @@ def test_one_release_in_a_200_service_catalog_builds_one_job_and_serves_the_new_
     definitions = importlib.import_module("deploy_pipelines.definitions")
     loaded = definitions.defs
     built = definitions.built_so_far(loaded)
-    assert built == {"jobs": [f"release_{HOT}_dev"], "triggers": False}, built
+    assert built == {"jobs": [f"release_{HOT}_dev"], "triggers": False, "history": False}, built
     # The catalog's jobs, plus the history's refresh job and Dagster's implicit asset job.
     assert len([n for n in loaded.job_names if not n.startswith(("__", "refresh_"))]) == SERVICES * 16
 
@@ -100,7 +100,7 @@ def test_every_job_is_known_by_name_without_building_any(tmp_path):
     assert len([n for n in names if not n.startswith(("__", "refresh_"))]) == SERVICES * 16
     assert {f"release_svc{i:03d}_{e}" for i in range(SERVICES) for e in ("dev", "staging", "production")} <= names
     assert {f"approve_svc{i:03d}_production" for i in range(SERVICES)} <= names
-    assert built_so_far(repo) == {"jobs": [], "triggers": False}
+    assert built_so_far(repo) == {"jobs": [], "triggers": False, "history": True}
     job = repo.get_job("release_svc199_production")
     assert (job.tags["deploy/service"], job.tags["deploy/environment"]) == ("svc199", "production")
-    assert built_so_far(repo) == {"jobs": ["release_svc199_production"], "triggers": False}
+    assert built_so_far(repo) == {"jobs": ["release_svc199_production"], "triggers": False, "history": True}

@@ -11,7 +11,8 @@ import semver
 from dagster import AssetKey, ConfigurableResource, Config, DagsterError, DagsterRunStatus, Failure, RunsFilter
 from pydantic import Field, PrivateAttr
 
-from deploy_pipelines.catalog import Catalog, EnvRef, catalog_digest, load_catalog, parse_catalog, read_catalog_bytes
+from deploy_pipelines.catalog import Catalog, EnvRef, catalog_digest, load_catalog, read_catalog_bytes
+from deploy_pipelines.catalog_cache import parse_catalog_once
 from deploy_pipelines.catalog.models import RELEASE_TAG_PATTERN, Environment, Service, Target
 
 TARGET_TAG = "deploy/target"
@@ -83,7 +84,8 @@ class DeployTarget(ConfigurableResource):
             raise Failure(f"{self.where}: the catalog {self.catalog_path} changed since this run was launched "
                           f"(sha256 {launched[:12]} at launch, {now[:12]} now): reload the code location and "
                           "launch a new run, so that it uses one catalog from start to end")
-        self._catalog = parse_catalog(raw, Path(self.catalog_path))
+        # the code location parsed these same bytes already in a run worker: parse once per process
+        self._catalog = parse_catalog_once(raw, Path(self.catalog_path))
 
     @property
     def catalog(self) -> Catalog:
