@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 PYTEST_ARGS ?=
+# Two pytest-xdist workers, one test module each at a time (module fixtures stay in one process):
+# most end-to-end time is waiting on real servers, so two run side by side on 2 cores.
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-fast ui ui-team stack-up stack-down bench check clean
 
@@ -15,10 +18,10 @@ demo: install
 	$(PY) -m deploy_pipelines.cli demo
 
 test: install
-	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # The Dagster UI over the demo's history (run `make demo` first). set -m: see LOCAL_STACK.md.
 ui: install

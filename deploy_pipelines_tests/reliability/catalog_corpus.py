@@ -349,7 +349,7 @@ EXPECTED = {
     'strategy-number':
         'line 26: services.api.targets.staging.strategy: Input should be a valid dictionary or object to extract fields from (got 3) [service api, environment staging]',
     'platform-kubernetes':
-        'line 29: services.api.targets.production.platform: platform kubernetes has no adapter yet in this version of deploy_pipelines (supported: docker, ecs) [service api, environment production]',
+        'line 29: services.api.targets.production.platform: kubernetes needs environments.production.kubernetes (namespace, kubeconfig) [service api, environment production]',
     'platform-ecs':
         'line 4: environments.staging.aws: platform ecs needs aws: {region: ...} [environment staging]',
     'platform-unknown':
