@@ -24,7 +24,8 @@ from deploy_pipelines.loadgen import LoadGenerator, Summary
 from deploy_pipelines.stack.process import free_port
 from deploy_pipelines_tests.fixtures_stack import demo_repo, load_code_location, local_stack  # noqa: F401
 
-pytestmark = pytest.mark.slow
+# Several releases under load per test: 7 minutes alone, more beside another module under CI.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.05
 SETTLE = 0.5

@@ -22,7 +22,8 @@ from deploy_pipelines.loadgen import LoadGenerator
 from deploy_pipelines.stack.process import free_port
 from deploy_pipelines_tests.fixtures_stack import add_tag, demo_repo, load_code_location, local_stack  # noqa: F401 - fixtures
 
-pytestmark = pytest.mark.slow
+# Several releases under load per test: 7 minutes alone, more beside another module under CI.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -19,7 +19,9 @@ from deploy_pipelines.stack.process import free_port
 from deploy_pipelines_tests.fixtures_stack import demo_repo, local_stack  # noqa: F401 - fixtures
 from deploy_pipelines_tests.test_triggers import Receiver
 
-pytestmark = pytest.mark.slow
+# Generous limits: the daemon, its sensors and three releases share 2 cores with another test module
+# under CI (a release that takes 60 s alone took over 4 minutes there).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
 
@@ -108,17 +110,17 @@ def sensor_cursor(instance: DagsterInstance, name: str) -> str | None:
 def test_a_pushed_tag_goes_to_staging_then_production_and_two_tags_release_the_newer(world):
     instance, repo = world["instance"], world["repo"]
     # The sensor first records the existing tags (v1.0.0 ... v1.4.0) as a baseline, releasing none.
-    wait_for_run(instance, lambda i: sensor_cursor(i, "tags_app"), 90, "the tag sensor's baseline tick", poll=0.5)
-    wait_for_run(instance, lambda i: sensor_cursor(i, "notify_runs"), 60, "the notify sensor's baseline", poll=0.5)
+    wait_for_run(instance, lambda i: sensor_cursor(i, "tags_app"), 240, "the tag sensor's baseline tick", poll=0.5)
+    wait_for_run(instance, lambda i: sensor_cursor(i, "notify_runs"), 180, "the notify sensor's baseline", poll=0.5)
     assert instance.get_runs() == []
 
     pushed = time.time()
     push(repo, "v1.5.0")
-    staging = wait_for_run(instance, lambda i: finished(i, "release_app_staging", "v1.5.0"), 240,
+    staging = wait_for_run(instance, lambda i: finished(i, "release_app_staging", "v1.5.0"), 600,
                            "the staging release of v1.5.0")
     assert staging.status == DagsterRunStatus.SUCCESS, staging.run_id
     assert staging.tags["deploy/trigger"] == "tag" and staging.tags["deploy/target"] == "app:staging"
-    production = wait_for_run(instance, lambda i: finished(i, "release_app_production", "v1.5.0"), 240,
+    production = wait_for_run(instance, lambda i: finished(i, "release_app_production", "v1.5.0"), 600,
                               "the production release of v1.5.0")
     assert production.status == DagsterRunStatus.SUCCESS, production.run_id
     assert production.tags["deploy/trigger"] == "promotion"
@@ -126,7 +128,7 @@ def test_a_pushed_tag_goes_to_staging_then_production_and_two_tags_release_the_n
     print(f"tag push -> staging run started: {started - pushed:.1f}s")
 
     push(repo, "v1.6.0", "v1.6.1")
-    newest = wait_for_run(instance, lambda i: finished(i, "release_app_production", "v1.6.1"), 300,
+    newest = wait_for_run(instance, lambda i: finished(i, "release_app_production", "v1.6.1"), 900,
                           "the production release of v1.6.1")
     assert newest.status == DagsterRunStatus.SUCCESS
     versions = [r.tags.get("deploy/version") for r in runs_of(instance, "release_app_staging")]
@@ -147,7 +149,7 @@ def test_a_pushed_tag_goes_to_staging_then_production_and_two_tags_release_the_n
         texts = [m["text"] for m in world["receiver"].messages]
         return texts if all(sum(r.run_id in t for t in texts) >= 2 for r in all_runs) else None
 
-    texts = wait_for_run(instance, all_told, 30, "the notifications")
+    texts = wait_for_run(instance, all_told, 120, "the notifications")
     for run in all_runs:
         mine = [t for t in texts if run.run_id in t]
         env = run.tags["deploy/target"].split(":")[1]

@@ -255,9 +255,20 @@ class UiTour:
             self.page.wait_for_timeout(300)
 
     def visit(self, path: str, *must_show: str) -> str:
+        """Open a page and wait for each text. A busy CI machine answers the webserver's GraphQL slowly:
+        one reload after 90 s, and if the text never shows, fail with what the page did show."""
         self.page.goto(f"{self.url}{path}", wait_until="domcontentloaded")
         for text in must_show:
-            self.page.get_by_text(text, exact=False).first.wait_for(timeout=60_000)
+            for attempt in (1, 2):
+                try:
+                    self.page.get_by_text(text, exact=False).first.wait_for(timeout=90_000)
+                    break
+                except PlaywrightTimeout:
+                    if attempt == 2:
+                        raise AssertionError(f"{path}: {text!r} not shown; the page showed: "
+                                             f"{self.page.inner_text('body')[:3000]}") from None
+                    self.page.reload(wait_until="domcontentloaded")
+                    self.skip_dialog()
         return self.page.inner_text("body")
 
     def shot(self, name: str, full_page: bool = False) -> None:
