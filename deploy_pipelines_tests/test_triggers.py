@@ -348,6 +348,7 @@ def test_notifications_in_order_and_a_down_webhook_never_fails(instance):
         assert "succeeded: api v1.2.0 to staging" in texts[1]
         assert "started: api v1.2.0 to production" in texts[2]
         assert "failed: api v1.2.0 to production" in texts[3] and "error_rate 30% breached" in texts[3]
+        assert "Reason: broken: verify: error_rate 30% breached max 5%" in texts[3], texts[3]   # no class path
         assert f"/runs/{bad.run_id}" in texts[3]
         # Nothing new: nothing sent twice.
         again = evaluate_notify(build_sensor_context(instance=instance, cursor=ctx.cursor), hook, "http://ui", names)

@@ -173,6 +173,13 @@ def ensure_exclusive(context, key: str) -> None:
     parent = by_id.get(run.parent_run_id)
     if parent is None:
         return
+    # scan tags the run with what it releases; a re-execution skips scan and Dagster copies only the
+    # job's own tags (the UI's re-execute, execute_job): carry them over, so the history, the
+    # notifications and the promotion sensor still see the version.
+    carried = {t: parent.dagster_run.tags[t] for t in (VERSION_TAG, COMMIT_TAG)
+               if t in parent.dagster_run.tags and t not in run.tags}
+    if carried:
+        context.instance.add_run_tags(run.run_id, carried)
     newer = [r for r in records if r.dagster_run.run_id != run.run_id and r.dagster_run.run_id not in ancestors
              and r.start_time is not None and r.create_timestamp > parent.create_timestamp
              and r.dagster_run.tags.get(KIND_TAG) != "cleanup"]

@@ -30,10 +30,20 @@ def failure_reason(instance, run_id: str) -> str:
     for record in instance.all_logs(run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}):
         ev = record.dagster_event
         if ev.event_type == DagsterEventType.STEP_FAILURE and ev.step_failure_data.error:
-            return f"{ev.step_key}: {ev.step_failure_data.error.message.strip().splitlines()[0]}"
+            return f"{ev.step_key}: {_step_failure_text(ev.step_failure_data)}"
         if ev.event_type == DagsterEventType.RUN_FAILURE and ev.message:
             return ev.message.strip().splitlines()[0]
     return "no reason recorded"
+
+
+def _step_failure_text(data) -> str:
+    """A Failure's own description (what the step said), else the error without its class path:
+    error.message reads "dagster._core.definitions.events.Failure: ...", which tells a reader nothing."""
+    user = data.user_failure_data
+    text = user.description if user is not None and user.description else data.error.message
+    first = (text.strip().splitlines() or [""])[0]
+    prefix, _, rest = first.partition(": ")
+    return rest if rest and prefix.rsplit(".", 1)[-1] == data.error.cls_name else first
 
 
 def rolled_back(instance, run_id: str) -> str | None:

@@ -62,6 +62,9 @@ def kill_and_reexecute(world, version: str, step: str, before: str, ledger):
     again = reexecute(world, run_id, JOB)
     assert again.success, step_failure(world["instance"], again.run_id)
     assert again.dagster_run.parent_run_id == run_id
+    # scan (skipped by the re-execution) tagged the parent with the version: the re-execution carries it.
+    tags = world["instance"].get_run_by_id(again.run_id).tags
+    assert tags.get("deploy/version") == version and tags.get("deploy/commit"), tags
     db_after = schema_and_rows(world["db"])
     assert db_at_kill in (db_before, db_after), "the database was left half-migrated"
     assert serving(world["port"]) == {version: 30}
