@@ -39,12 +39,17 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
+def fill(query: str, **labels: str) -> str:
+    """Fill {service} {environment} {version} {track} {window} into a catalog query; other braces
+    (PromQL label matchers) stay as they are."""
+    for k, v in labels.items():
+        query = query.replace("{" + k + "}", v)
+    return query
+
+
 def render(rule: Rule, **labels: str) -> str:
     """Fill {service} {environment} {version} {track} into a rule's PromQL."""
-    q = rule.query
-    for k, v in labels.items():
-        q = q.replace("{" + k + "}", v)
-    return q
+    return fill(rule.query, **labels)
 
 
 def breaches(rule: Rule, value: float) -> bool:

@@ -8,6 +8,7 @@ from dagster_aws.s3 import S3Resource
 
 from deploy_pipelines.adapters.backup_storage import BackupStorage, LocalBackupStorage
 from deploy_pipelines.adapters.buildah import BuildahBuilder
+from deploy_pipelines.adapters.catalog_settings import int_setting, setting
 from deploy_pipelines.adapters.database import NoDatabase
 from deploy_pipelines.adapters.cloudwatch import CloudWatchMetrics
 from deploy_pipelines.adapters.docker_platform import DockerNginxPlatform
@@ -21,13 +22,6 @@ from deploy_pipelines.adapters.postgres import PostgresDatabase
 from deploy_pipelines.adapters.s3_backup_storage import BackupStorageAtUri, S3BackupStorage, parse_s3_uri
 from deploy_pipelines.catalog.models import Catalog, EnvRef
 from deploy_pipelines.steps.common import DeployTarget
-
-
-def setting(value):
-    """A catalog setting as a resource field: {env: NAME} -> EnvVar(NAME), literals as they are."""
-    if isinstance(value, EnvRef):
-        return EnvVar(value.env)
-    return value
 
 
 def backup_storage_for(uri) -> BackupStorage:
@@ -59,10 +53,6 @@ def notifier_for(catalog: Catalog):
                         failure_channel=slack.failure)
 
 
-def _port(value):
-    return EnvVar.int(value.env) if isinstance(value, EnvRef) else value
-
-
 def ecs_platform_for(catalog: Catalog, service: str, environment: str) -> EcsPlatform:
     """The ECS platform of one target: rules.ecs_problems made sure every part is there."""
     env, target = catalog.environments[environment], catalog.services[service].targets[environment]
@@ -71,13 +61,13 @@ def ecs_platform_for(catalog: Catalog, service: str, environment: str) -> EcsPla
                                           "public_host": cluster.public_host,
                                           "execution_role_arn": cluster.execution_role_arn,
                                           "ecs_service": t.service, "family": t.family, "log_group": t.log_group,
-                                          "stable_port": _port(t.stable_port) if t.stable_port else None}.items()
+                                          "stable_port": int_setting(t.stable_port) if t.stable_port else None}.items()
                 if v is not None}
     return EcsPlatform(
-        service=service, environment=environment, public_port=_port(target.port), region=aws.region,
+        service=service, environment=environment, public_port=int_setting(target.port), region=aws.region,
         cluster=setting(cluster.cluster), load_balancer=setting(t.load_balancer or cluster.load_balancer),
         container_name=t.container_name, cpu=t.cpu, memory=t.memory, subnets=t.subnets,
-        security_groups=t.security_groups, target_groups=t.target_groups, test_port=_port(t.test_port),
+        security_groups=t.security_groups, target_groups=t.target_groups, test_port=int_setting(t.test_port),
         secrets=t.secrets, maximum_percent=t.maximum_percent, minimum_healthy_percent=t.minimum_healthy_percent,
         **optional)
 
@@ -105,7 +95,7 @@ def resources_for(catalog: Catalog, catalog_path: str, service: str, environment
         d = env.docker
         resources["platform"] = DockerNginxPlatform(
             service=service, environment=environment,
-            public_port=EnvVar.int(target.port.env) if isinstance(target.port, EnvRef) else target.port,
+            public_port=int_setting(target.port),
             docker_host=setting(d.host), nginx_image=setting(d.nginx_image) if d.nginx_image else "",
             bind_host=d.bind_host, network=d.network, public_host=setting(d.public_host) if d.public_host else "",
             prometheus_targets_dir=setting(d.prometheus_targets) if d.prometheus_targets else None)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dagster import EnvVar
 
+from deploy_pipelines.adapters.catalog_settings import int_setting
 from deploy_pipelines.adapters.k8s_platform import KubernetesPlatform
-from deploy_pipelines.catalog.models import EnvRef
 
 
 def kubernetes_platform_for(service: str, environment: str, conn, target) -> KubernetesPlatform:
     k = target.kubernetes
     return KubernetesPlatform(
         service=service, environment=environment,
-        public_port=EnvVar.int(target.port.env) if isinstance(target.port, EnvRef) else target.port,
+        public_port=int_setting(target.port),
         namespace=conn.namespace, context=conn.context or "", in_cluster=conn.in_cluster,
         kubeconfig=EnvVar(conn.kubeconfig.env) if conn.kubeconfig else "",
         deployment=k.deployment or "", service_name=k.service or "", service_type=k.service_type,

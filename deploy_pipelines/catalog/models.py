@@ -83,6 +83,12 @@ class DockerConnection(Strict):
 
 # Kubernetes settings live in their own module (it builds on Strict/EnvRef/Duration above).
 from deploy_pipelines.catalog.kubernetes import KubernetesConnection, KubernetesWorkload  # noqa: E402
+# Strategies and verify settings live in their own modules (they build on Strict/Duration above);
+# re-exported here so imports from catalog.models keep working.
+from deploy_pipelines.catalog.strategies import (BlueGreen, Canary, CanaryStep, Rolling,  # noqa: E402,F401
+                                                 Strategy)
+from deploy_pipelines.catalog.verify import (Analysis, CloudWatchMetric, CloudWatchQuery,  # noqa: E402,F401
+                                             HealthCheck, Rule, SmokeCheck, VerifySpec, cloudwatch_rule)
 
 
 class Environment(Strict):
@@ -193,80 +199,7 @@ class DatabaseSpec(Strict):
         return v
 
 
-# ---------------------------------------------------------------------------------------- strategies
-
-class Rolling(Strict):
-    kind: Literal["rolling"] = "rolling"
-    max_surge: int = Field(1, ge=0)
-    max_unavailable: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _progress(self):
-        if self.max_surge == 0 and self.max_unavailable == 0:
-            raise ValueError("max_surge and max_unavailable cannot both be 0: the rollout could never progress")
-        return self
-
-
-class BlueGreen(Strict):
-    kind: Literal["blue_green"] = "blue_green"
-    keep_previous: Duration = 600.0               # blue stays warm this long after the switch
-
-
-class CanaryStep(Strict):
-    weight: int | None = Field(None, ge=0, le=100, alias="setWeight")
-    pause: Duration | None = None
-    analysis: bool = True                         # run the verify rules during/after this step
-
-    @model_validator(mode="after")
-    def _something(self):
-        if self.weight is None and self.pause is None:
-            raise ValueError("a canary step needs a weight (setWeight) and/or a pause")
-        return self
-
-
-class Canary(Strict):
-    kind: Literal["canary"] = "canary"
-    steps: list[CanaryStep] = Field(min_length=1)
-    canary_replicas: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _increasing(self):
-        last = 0
-        for i, step in enumerate(self.steps):
-            if step.weight is None:
-                continue
-            if step.weight < last:
-                raise ValueError(f"steps[{i}].weight {step.weight} is below the previous step's {last}: "
-                                 "canary weights only go up")
-            last = step.weight
-        return self
-
-
-def _strategy(value: Any) -> Any:
-    """`rolling` | `{rolling: {...}}` | `{blue_green: {...}}` | `{canary: {steps: [...]}}`."""
-    if isinstance(value, str):
-        value = value.replace("-", "_")
-        if value not in ("rolling", "blue_green"):
-            raise ValueError(f"unknown strategy {value!r}: rolling, blue_green or canary")
-        return {"kind": value}
-    if isinstance(value, dict) and "kind" not in value:
-        if len(value) != 1:
-            raise ValueError("write exactly one strategy: {rolling: {...}}, {blue_green: {...}} or {canary: {steps: [...]}}")
-        (kind, body), = value.items()
-        kind = str(kind).replace("-", "_")
-        if kind not in ("rolling", "blue_green", "canary"):
-            raise ValueError(f"unknown strategy {kind!r}: rolling, blue_green or canary")
-        if body is not None and not isinstance(body, dict):
-            example = "{canary: {steps: [{setWeight: 10, pause: 5m}, ...]}}" if kind == "canary" else \
-                f"{kind} or {{{kind}: {{...}}}}"
-            got = "a list" if isinstance(body, list) else repr(body)[:40]
-            raise ValueError(f"{kind} takes a mapping of its settings, not {got}: write {example}")
-        return {"kind": kind, **(body or {})}
-    return value
-
-
-Strategy = Annotated[Rolling | BlueGreen | Canary, Field(discriminator="kind"), BeforeValidator(_strategy)]
-
+# ---------------------------------------------------------------------------------------- targets
 
 class Target(Strict):
     platform: Literal["docker", "kubernetes", "ecs"] = "docker"
@@ -284,114 +217,6 @@ class Target(Strict):
     def _canary_fits(self):
         if isinstance(self.strategy, Canary) and self.platform == "docker" and self.replicas < 1:
             raise ValueError("canary needs at least one stable replica")
-        return self
-
-
-# ---------------------------------------------------------------------------------------- verify
-
-class HealthCheck(Strict):
-    path: str = Field("/health", pattern=r"^/")
-    readiness: str | None = Field(None, pattern=r"^/")   # ready for traffic (default: path)
-    liveness: str | None = Field(None, pattern=r"^/")    # alive (restart when failing), where the platform has it
-    timeout: Duration = 30.0
-    interval: Duration = 5.0
-
-
-class SmokeCheck(Strict):
-    path: str = Field(pattern=r"^/")
-    method: Literal["GET", "HEAD", "POST"] = "GET"
-    expect: int = Field(200, ge=100, le=599)
-    contains: str | None = None
-
-
-class CloudWatchMetric(Strict):
-    """One CloudWatch metric statistic (GetMetricData MetricStat)."""
-
-    namespace: str = Field(min_length=1)          # AWS/ApplicationELB, Morrow/API
-    metric: str = Field(min_length=1)             # TargetResponseTime, HTTPCode_Target_5XX_Count
-    dimensions: dict[str, str] = {}               # values may hold {service} {environment} {version}
-    stat: str = Field("Average", pattern=r"^(Average|Sum|Minimum|Maximum|SampleCount|p(100|\d{1,2}(\.\d+)?))$")
-    period: Duration = 60.0                       # 1, 5, 10, 30 s (high-resolution metrics) or n x 60 s
-    unit: str | None = None
-
-    @field_validator("period")
-    @classmethod
-    def _cloudwatch_period(cls, v):
-        if v not in (1, 5, 10, 30) and (v < 60 or v % 60):
-            raise ValueError(f"CloudWatch periods are 1, 5, 10, 30 s or a multiple of 60 s (got {v:g}s)")
-        return v
-
-
-class CloudWatchQuery(CloudWatchMetric):
-    """A rule's value from CloudWatch: the metric, or its ratio to another per period (error rate =
-    HTTPCode_Target_5XX_Count Sum / RequestCount Sum), divided here rather than by metric math."""
-
-    divided_by: CloudWatchMetric | None = None
-
-
-def cloudwatch_rule(data: Any) -> Any:
-    """`cloudwatch: {...}` or `alarm: NAME` instead of a PromQL query: encoded into `query` (what
-    the metrics source receives); an alarm rule breaches while the alarm is in ALARM."""
-    if not isinstance(data, dict) or not ({"cloudwatch", "alarm"} & data.keys()):
-        return data
-    if len({"query", "cloudwatch", "alarm"} & data.keys()) > 1:
-        raise ValueError("write exactly one of query (PromQL), cloudwatch (a metric) or alarm (an alarm name)")
-    if "alarm" in data:
-        bound = {} if "min" in data or "max" in data else {"max": 0}
-        return {"for": 0, **bound, **data, "query": f"cloudwatch-alarm:{data['alarm']}"}
-    metric = CloudWatchQuery.model_validate(data["cloudwatch"])
-    return {**data, "query": "cloudwatch:" + metric.model_dump_json(exclude_none=True)}
-
-
-class Rule(Strict):
-    """Prometheus-alert semantics: a breach counts when it holds for the whole `for` window."""
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    query: str = Field(min_length=1)              # PromQL; {service} {environment} {version} are filled in
-    cloudwatch: CloudWatchQuery | None = None     # instead of query: a CloudWatch metric
-    alarm: str | None = None                      # instead of query: a CloudWatch alarm (ALARM = breach)
-    max: float | None = None
-    min: float | None = None
-    for_: Duration = Field(60.0, alias="for")
-    dry_run: bool = False                         # evaluated and reported, never aborts
-
-    _cloudwatch = model_validator(mode="before")(cloudwatch_rule)
-
-    @model_validator(mode="after")
-    def _one_bound(self):
-        if (self.max is None) == (self.min is None):
-            raise ValueError(f"rule {self.name!r} needs exactly one of max or min")
-        return self
-
-
-class Analysis(Strict):
-    """Argo Rollouts' analysis vocabulary."""
-
-    initial_delay: Duration = 0.0                 # wait before the first measurement (first scrapes land)
-    interval: Duration = 5.0
-    count: int = Field(3, ge=1)
-    failure_limit: int = Field(0, ge=0)
-    inconclusive_limit: int = Field(0, ge=0)
-    on_inconclusive: Literal["abort", "pause", "continue"] = "abort"
-    pause_timeout: Duration = 600.0               # on_inconclusive: pause holds the step at most this long
-
-
-class VerifySpec(Strict):
-    health: HealthCheck = HealthCheck()
-    smoke: list[SmokeCheck] = []
-    rules: list[Rule] = []
-    analysis: Analysis = Analysis()
-    bake: Duration = 0.0                          # watch after promotion; a breach -> rollback
-    # A query giving the requests that failed over the rollout ({service} {environment} {window} filled
-    # in, window like "95s"): numeric metadata on every release and abort event, so the UI plots it.
-    failed_requests: str | None = None
-
-    @model_validator(mode="after")
-    def _unique_rules(self):
-        names = [r.name for r in self.rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule names must be unique: {', '.join(dupes)} repeated")
         return self
 
 

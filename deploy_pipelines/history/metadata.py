@@ -9,6 +9,7 @@ import time
 
 from dagster import MetadataValue
 
+from deploy_pipelines.analysis import fill
 from deploy_pipelines.catalog.models import Canary
 
 
@@ -37,10 +38,10 @@ def failed_requests(target, metrics, window_s: float | None, log) -> float | Non
     if not query or not window_s:
         return None
     labels = {"service": target.service, "environment": target.environment, "window": f"{max(1, round(window_s))}s"}
-    for k, v in labels.items():
-        query = query.replace("{" + k + "}", v)
+    # Filled like a verify rule's query, but read as one instant value: a count, not a verdict
+    # against a threshold over a `for` window, so analysis.measure/judge do not apply.
     try:
-        value = metrics.query(query)
+        value = metrics.query(fill(query, **labels))
     except Exception as exc:  # noqa: BLE001 - evidence for the history, never a reason to fail a release
         log(f"failed requests during the rollout: unknown ({type(exc).__name__}: {exc})")
         return None

@@ -17,6 +17,7 @@ from deploy_pipelines.analysis import run_analysis
 from deploy_pipelines.catalog.models import Canary, HealthCheck, SmokeCheck
 from deploy_pipelines.history.metadata import event_metrics
 from deploy_pipelines.history.summary import release_summary, serving_before
+from deploy_pipelines.redact import redact
 from deploy_pipelines.steps.common import DeployTarget, ReleaseInput, VerifyOutcome, ensure_exclusive, history_key
 
 
@@ -113,6 +114,23 @@ def walk(target: DeployTarget, release: ReleaseInput, deployed: DeployResult, pl
     return checks
 
 
+def abort_summary(context, target: DeployTarget, release: ReleaseInput, deployed: DeployResult, git: GitSource,
+                  check: str, reason: str, checks: list[dict], reached: list[str], back_to: str) -> str:
+    """The aborted release's summary page. Whatever goes wrong here (reading the history for the
+    release serving before) is only a warning: the Failure naming the check and the rollback must
+    reach the run, not this exception in its place."""
+    try:
+        return release_summary(
+            context, target, release, git, outcome="aborted", failed=check, reached=reached,
+            first=deployed.previous is None, checks=[*checks, {"check": check, "result": "FAILED", "detail": reason}],
+            serving=serving_before(context.instance, target.service, target.environment, release.run_id))
+    except Exception as exc:  # noqa: BLE001 - see above
+        context.log.warning(f"summary of the aborted release could not be built: {type(exc).__name__}: "
+                            f"{redact(exc)}")
+        return (f"### {release.service} {release.version} → {release.environment}: aborted\n\n"
+                f"failed {check}, rolled back to {back_to} (summary could not be built: {type(exc).__name__})")
+
+
 @op(out=Out(VerifyOutcome), tags={"deploy/step": "verify"})
 def verify(context, release: ReleaseInput, deployed: DeployResult, target: DeployTarget, platform: Platform,
            metrics: MetricsSource, git: GitSource) -> Output:
@@ -129,10 +147,7 @@ def verify(context, release: ReleaseInput, deployed: DeployResult, target: Deplo
         context.log.error(f"verify failed ({check}): {reason}; aborting: traffic back to stable")
         stable = platform.abort(reason, log)
         back_to = stable.version if stable else "nothing (no stable release)"
-        summary = release_summary(
-            context, target, release, git, outcome="aborted", failed=check, reached=reached,
-            first=deployed.previous is None, checks=[*checks, {"check": check, "result": "FAILED", "detail": reason}],
-            serving=serving_before(context.instance, target.service, target.environment, release.run_id))
+        summary = abort_summary(context, target, release, deployed, git, check, reason, checks, reached, back_to)
         context.log_event(AssetObservation(history_key(target.service, target.environment), metadata={
             "outcome": "aborted", "version": release.version, "failed_check": check, "reason": reason,
             "serving": back_to, "summary": MetadataValue.md(summary),
