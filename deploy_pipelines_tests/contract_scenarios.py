@@ -35,7 +35,7 @@ from deploy_pipelines.adapters.records import Probe, SecretEnv, Workload
 from deploy_pipelines.catalog.models import BlueGreen, Canary, CanaryStep, Rolling
 from deploy_pipelines.loadgen import LoadGenerator
 
-__all__ = ["images", "PLANTED", "SECRET_NAME", "FakeClock", "Hooks", "attach",
+__all__ = ["PLANTED", "SECRET_NAME", "FakeClock", "Hooks", "attach",
            "test_first_release_then_rolling_under_load", "test_blue_green_preview_switch_and_keep_previous",
            "test_canary_weights_then_abort", "test_rollback_warm_and_redeployed_from_its_own_workload",
            "test_secrets_are_never_readable_through_the_platform"]
@@ -59,16 +59,7 @@ def _build(env: dict[str, str], tmp: Path, version: str, extra_containerfile: st
 @pytest.fixture(scope="session")
 def images(local_stack, tmp_path_factory):
     """Three versions of the sample service, built once per session (per xdist worker) for every
-    platform's contract module."""  # noqa: F811
-    _stack, env = local_stack
-    tmp = tmp_path_factory.mktemp("contract-images")
-    return {v: _build(env, tmp, v) for v in ("v1.0.0", "v1.1.0", "v1.2.0")}
-
-
-@pytest.fixture(scope="session")
-def images(local_stack, tmp_path_factory):
-    """Three versions of the sample service, built once per session (per xdist worker) for every
-    platform's contract module."""
+    platform's contract module: registered once, in conftest.py, so every module shares them."""
     _stack, env = local_stack
     tmp = tmp_path_factory.mktemp("contract-images")
     return {v: _build(env, tmp, v) for v in ("v1.0.0", "v1.1.0", "v1.2.0")}

@@ -15,8 +15,7 @@ from deploy_pipelines.adapters.platform import PlatformError
 from deploy_pipelines.adapters.records import Probe
 from deploy_pipelines.catalog.models import Canary, CanaryStep, Rolling
 from deploy_pipelines_tests.contract_ecs import ecs_platform, ecs_testbed  # noqa: F401 - fixture
-from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
-from deploy_pipelines_tests.contract_scenarios import PLANTED, answers, images, workload  # noqa: F401
+from deploy_pipelines_tests.contract_scenarios import PLANTED, answers, workload
 
 pytestmark = [pytest.mark.slow, pytest.mark.ecs, pytest.mark.timeout(900)]
 

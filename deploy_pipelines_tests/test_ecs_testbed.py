@@ -15,7 +15,6 @@ from botocore.exceptions import ClientError
 
 from deploy_pipelines.stack.process import free_port
 from deploy_pipelines_tests.contract_ecs import ecs_testbed  # noqa: F401 - fixture
-from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.ecs, pytest.mark.timeout(600)]
 

@@ -22,7 +22,7 @@ from kubernetes import client, config
 
 from deploy_pipelines.adapters.k8s_platform import KubernetesPlatform
 from deploy_pipelines.loadgen import LoadGenerator
-from deploy_pipelines_tests.fixtures_stack import add_tag, demo_repo, load_code_location, local_stack  # noqa: F401
+from deploy_pipelines_tests.fixtures_stack import add_tag, demo_repo, load_code_location  # noqa: F401 - demo_repo: its own
 from deploy_pipelines_tests.k8s_testbed import TestCluster
 from deploy_pipelines_tests.test_release_e2e import monkeypatch_module, step_failure  # noqa: F401 - fixture
 

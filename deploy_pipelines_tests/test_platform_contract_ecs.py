@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 
 from deploy_pipelines_tests.contract_ecs import ecs_platform, ecs_testbed  # noqa: F401 - fixture
-from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios and `images`
+from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios
 from deploy_pipelines_tests.contract_scenarios import PLANTED, Hooks, attach
-from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.ecs, pytest.mark.timeout(1200)]
 

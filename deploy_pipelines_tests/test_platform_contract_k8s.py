@@ -10,9 +10,8 @@ import pytest
 
 from deploy_pipelines_tests import contract_k8s
 from deploy_pipelines_tests.contract_k8s import k8s_cluster  # noqa: F401 - fixture
-from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios and `images`
+from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios
 from deploy_pipelines_tests.contract_scenarios import PLANTED, Hooks, attach
-from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.k8s, pytest.mark.timeout(1200)]
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 
 from deploy_pipelines_tests.contract_docker import docker_platform
-from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios and `images`
+from deploy_pipelines_tests.contract_scenarios import *  # noqa: F401,F403 - the scenarios
 from deploy_pipelines_tests.fixtures_ssh import ssh_docker_host  # noqa: F401 - fixture
-from deploy_pipelines_tests.fixtures_stack import local_stack  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1200)]
 
