@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -87,5 +88,15 @@ def environ_of_an_instance(cluster: TestCluster, p: KubernetesPlatform) -> list[
     from deploy_pipelines_tests.k8s_testbed.kubelet import LABEL
     for c in cluster.kubelet.client.containers.list(filters={"label": f"{LABEL}={cluster.id}"}):
         if pod["metadata"]["name"] in c.name or pod["metadata"]["name"] in json.dumps(c.labels):
-            return c.exec_run(["cat", "/proc/1/environ"], user="65534").output.decode().split("\0")
+            # `podman exec` can fail under load (CI at 4654c7b: one read without the variable); the
+            # read is the test's inspection, not the outcome, so it is retried, and a failure says
+            # what came back (the variable names and exit code, never the values).
+            for _ in range(5):
+                code, out = c.exec_run(["cat", "/proc/1/environ"], user="65534")
+                entries = out.decode(errors="replace").split("\0")
+                if code == 0 and any(e.startswith("API_TOKEN=") for e in entries):
+                    return entries
+                time.sleep(1)
+            raise AssertionError(f"pod {pod['metadata']['name']}: exec exit {code}, variables "
+                                 f"{sorted(e.split('=', 1)[0] for e in entries if e)}")
     raise AssertionError(f"no container for pod {pod['metadata']['name']}")
